@@ -1,0 +1,1 @@
+"""The support agent: a LangGraph graph over CRM, billing and knowledge-base tools."""

@@ -1,0 +1,30 @@
+"""Settings of the agent room (composed into serve.settings.Settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class ModelSettings(BaseModel):
+    """Which behaviour model answers, and where."""
+
+    backend: str = "local"  # local | openai | scripted
+    openai_base_url: str | None = None
+    openai_api_key: str | None = None
+    openai_model: str | None = None
+    max_new_tokens: int = Field(default=256, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0)
+    phrasing_model: str | None = None  # optional general model for the final reply; off by default
+
+
+class AgentSettings(BaseModel):
+    """The support agent's state, store and limits."""
+
+    store_path: Path = Path("var/store.sqlite")
+    checkpoint_path: Path = Path("var/checkpoints.sqlite")
+    postgres_url: str | None = None
+    refund_approval_threshold: float = Field(default=500.0, ge=0)
+    max_message_chars: int = Field(default=4000, ge=1)
+    max_steps_per_turn: int = Field(default=8, ge=1)

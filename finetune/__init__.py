@@ -1,0 +1,1 @@
+"""Engineers' side: transcripts to datasets, SFT/DPO with LoRA, eval gate, model registry."""

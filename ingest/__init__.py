@@ -1,0 +1,1 @@
+"""Content owners' side: parse, chunk, embed and incrementally index policy documents."""

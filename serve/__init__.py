@@ -1,0 +1,1 @@
+"""The composition root: settings become clients; API, web pages and CLI."""
