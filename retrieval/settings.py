@@ -20,3 +20,10 @@ class RetrievalSettings(BaseModel):
     default_k: int = Field(default=5, ge=1, le=100)
     prefetch_k: int = Field(default=40, ge=1, le=1000)
     torch_threads: int = Field(default=1, ge=1)
+    # RRF constant: 1 / (rrf_k + rank). 60 is the value of the original RRF paper.
+    rrf_k: int = Field(default=60, ge=1)
+    # BM25 length normalisation uses an expected chunk length in words (chunks are ~150 words).
+    bm25_avg_len: float = Field(default=120.0, gt=0)
+    query_cache_size: int = Field(default=256, ge=0)
+    # Dense query text is truncated by the embedder at 256 tokens; long customer messages keep their head.
+    reranker: Literal["none"] = "none"
