@@ -17,3 +17,66 @@ SYSTEM_PROMPT = (
 def system_prompt() -> str:
     """The behaviour model's system prompt (short: a 135M model reads it every step)."""
     return SYSTEM_PROMPT
+
+
+# --- fixed lines the graph says itself (the model never writes these) -------------------------------------
+
+NO_INFORMATION = "I don't have that information; I can transfer you to a human agent if you like."
+IDENTIFY_FIRST = "To help with your account I need your email, or your first name, last name and zip code."
+OFF_TOPIC = "Sorry, I can only help with your orders, your account and our store's policies."
+EMPTY_MESSAGE = "I didn't get a message. How can I help with your order or account?"
+CONFIRM_SUFFIX = "Please reply 'yes' to confirm, or tell me what to change."
+NOT_CONFIRMED = "Okay, I haven't changed anything."
+HANDED_OFF = (
+    "I've passed your conversation to a human agent (ticket {ticket_id}); they will get back to you here."
+)
+STILL_HANDED_OFF = "A human agent has your case (ticket {ticket_id}) and will reply here."
+AWAITING_APPROVAL = (
+    "Your refund of {amount} needs a quick review by our team; I'll continue as soon as it is approved."
+)
+APPROVAL_REJECTED = (
+    "Our team did not approve this refund, so nothing was changed. I can transfer you to a human agent."
+)
+TOOL_FAILED = "Sorry, something went wrong on our side and nothing was changed. Please try again in a moment."
+TOO_MANY_STEPS = "I couldn't finish that; I can transfer you to a human agent if you like."
+
+
+def too_long(limit: int) -> str:
+    """The reply to a message over the size limit."""
+    return f"Your message is too long (over {limit} characters); please shorten it."
+
+
+def write_details(name: str, arguments: dict[str, object], *, refund: float | None = None) -> str:
+    """The graph's own listing of a write's details, asking for an explicit yes."""
+    what = {
+        "cancel_pending_order": "cancel order {order_id} (reason: {reason})",
+        "modify_pending_order_address": "change the shipping address of order {order_id} to {address}",
+        "modify_pending_order_items": "change items {item_ids} of order {order_id} to {new_item_ids}, "
+        "paying or refunding the difference with {payment_method_id}",
+        "modify_pending_order_payment": "pay order {order_id} with {payment_method_id} instead",
+        "modify_user_address": "change your default address to {address}",
+        "return_delivered_order_items": "return items {item_ids} of order {order_id}, "
+        "refunded to {payment_method_id}",
+        "exchange_delivered_order_items": "exchange items {item_ids} of order {order_id} for {new_item_ids}, "
+        "settling the difference with {payment_method_id}",
+    }[name]
+    address = ", ".join(
+        str(arguments[k])
+        for k in ("address1", "address2", "city", "state", "zip", "country")
+        if arguments.get(k)
+    )
+    values = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in arguments.items()}
+    text = "To confirm, I will " + what.format(address=address, **values) + "."
+    if refund:
+        text += f" Refund: ${refund:.2f}."
+    if name in ("modify_pending_order_items", "exchange_delivered_order_items"):
+        text += " This can be done only once, so make sure you listed every item."
+    return f"{text} {CONFIRM_SUFFIX}"
+
+
+def phrasing_prompt(draft: str) -> str:
+    """The optional phrasing model's instruction: reword, never add facts."""
+    return (
+        "Rewrite this customer-support reply to be friendly and clear. Keep every number, id and [label] "
+        f"exactly; add no facts.\n\nReply: {draft}"
+    )

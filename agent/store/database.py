@@ -266,3 +266,81 @@ def write_json_dir(data: dict[str, Any], directory: Path | str, *, compress: boo
                 fh.write(text)
         else:
             (folder / f"{kind}.json").write_text(text, encoding="utf-8")
+
+
+class AgentRecords:
+    """The agent's own records in the store file: hand-off tickets and refund approvals."""
+
+    def __init__(self, db: RetailDatabase) -> None:
+        self.db = db
+
+    def create_ticket(
+        self, *, ticket_id: str, conversation_id: str, user_id: str | None, summary: str
+    ) -> None:
+        """Open a hand-off ticket (once per id)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO tickets VALUES (?, ?, ?, ?, 'open', ?)",
+                (ticket_id, conversation_id, user_id, summary, time.time()),
+            )
+
+    def tickets(self) -> list[dict[str, Any]]:
+        """Every ticket, oldest first."""
+        rows = self.db.query(
+            "SELECT ticket_id, conversation_id, user_id, summary, status, created_at"
+            " FROM tickets ORDER BY created_at"
+        )
+        keys = ("ticket_id", "conversation_id", "user_id", "summary", "status", "created_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def create_approval(
+        self, *, approval_id: str, conversation_id: str, tool: str, arguments: dict[str, Any], amount: float
+    ) -> None:
+        """Ask for a human decision on a refund (once per id)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?, ?, 'pending', NULL, ?, NULL)",
+                (approval_id, conversation_id, tool, json.dumps(arguments), amount, time.time()),
+            )
+
+    def approvals(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Approvals (optionally only those with one status), oldest first."""
+        sql = (
+            "SELECT approval_id, conversation_id, tool, arguments, amount, status, reviewer,"
+            " created_at, decided_at FROM approvals"
+        )
+        rows = self.db.query(
+            sql + (" WHERE status = ?" if status else "") + " ORDER BY created_at",
+            (status,) if status else (),
+        )
+        keys = (
+            "approval_id",
+            "conversation_id",
+            "tool",
+            "arguments",
+            "amount",
+            "status",
+            "reviewer",
+            "created_at",
+            "decided_at",
+        )
+        out = [dict(zip(keys, row, strict=True)) for row in rows]
+        for record in out:
+            record["arguments"] = json.loads(record["arguments"])
+        return out
+
+    def approval(self, approval_id: str) -> dict[str, Any]:
+        """One approval, or NotFound."""
+        for record in self.approvals():
+            if record["approval_id"] == approval_id:
+                return record
+        raise NotFound(f"Approval {approval_id} not found.")
+
+    def decide_approval(self, approval_id: str, *, approved: bool, reviewer: str) -> None:
+        """Record a reviewer's decision on a pending approval."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE approvals SET status = ?, reviewer = ?, decided_at = ? WHERE approval_id = ?"
+                " AND status = 'pending'",
+                ("approved" if approved else "rejected", reviewer, time.time(), approval_id),
+            )

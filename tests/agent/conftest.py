@@ -31,3 +31,31 @@ def find_order(db: RetailDatabase) -> Callable[..., dict[str, Any]]:
         raise LookupError(status)
 
     return find
+
+
+@pytest.fixture(scope="session")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real knowledge base (embedded Qdrant + real embedder) with the demo policies ingested."""
+    from ingest import Ingestor, demo_policy_dir
+    from retrieval import RetrievalSettings, open_knowledge_base
+
+    base = open_knowledge_base(RetrievalSettings(data_dir=tmp_path_factory.mktemp("kb")))
+    Ingestor(base).ingest_path(demo_policy_dir())
+    return base
+
+
+@pytest.fixture
+def make_agent(tmp_path: Path, db: RetailDatabase, kb: Any) -> Callable[..., Any]:
+    """Build a SupportAgent over the seeded store and real KB; keyword arguments override AgentSettings."""
+    from agent.runtime import build_agent
+    from agent.settings import AgentSettings
+
+    def make(model: Any, **overrides: Any) -> Any:
+        overrides.setdefault("refund_approval_threshold", 100_000.0)
+        chosen_kb = overrides.pop("kb", kb)
+        settings = AgentSettings(
+            store_path=tmp_path / "store.sqlite", checkpoint_path=tmp_path / "checkpoints.sqlite", **overrides
+        )
+        return build_agent(settings=settings, model=model, kb=chosen_kb, store=db)
+
+    return make

@@ -1,0 +1,408 @@
+"""The support agent's LangGraph `StateGraph`: the model proposes, the graph decides what is allowed.
+
+intake -> decide -> (tools -> decide)* -> guard -> reply
+                 -> gate (a write) -> reply (details + "reply yes")  |  execute (confirmed) -> decide
+                 -> handoff -> reply
+The graph, not the model, checks identity, confirmation, idempotency, refund approval and groundedness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypedDict
+
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from agent import prompts
+from agent.chat_model import ChatMessage, ChatModel, ChatReply, ToolCall
+from agent.confirmation import action_key, details_listed, is_explicit_yes
+from agent.grounding import Source, check_reply
+from agent.settings import AgentSettings
+from agent.store.database import AgentRecords
+from agent.systems.billing import Billing
+from agent.systems.crm import CRM
+from agent.tool_specs import TOOL_SPECS, WRITE_TOOLS
+from agent.tools import KnowledgeBaseLike, Session, SupportTools, check_arguments, format_error, format_result
+from specialist.errors import SpecialistError
+
+FIXED_LINES = (
+    prompts.NO_INFORMATION,
+    prompts.IDENTIFY_FIRST,
+    prompts.OFF_TOPIC,
+    prompts.NOT_CONFIRMED,
+    prompts.TOOL_FAILED,
+    prompts.TOO_MANY_STEPS,
+)
+_OFF_TOPIC = re.compile(
+    r"\b(poem|joke|recipe|weather|stock market|bitcoin|crypto|homework|essay|write (?:me )?(?:a|some) code|"
+    r"python script|capital of|president|movie|song|lyrics|translate|horoscope|football|election)\b",
+    re.IGNORECASE,
+)
+_ON_TOPIC = re.compile(
+    r"\b(order|refund|return|exchange|cancel|item|product|ship|deliver|payment|card|address|account|policy|"
+    r"warranty|price|store|help)\b|#W\d",
+    re.IGNORECASE,
+)
+
+
+class AgentState(TypedDict, total=False):
+    """What a conversation remembers between turns (checkpointed)."""
+
+    messages: Annotated[list[dict[str, Any]], operator.add]  # OpenAI chat format, no system prompt
+    incoming: str
+    token_user_id: str | None
+    user_id: str | None
+    pending: dict[str, Any] | None  # a proposed write waiting for the customer's yes
+    passages: list[dict[str, Any]]  # every passage seen; label = position + 1
+    ticket_id: str | None
+    steps: int
+    draft: str
+    proposal: dict[str, Any] | None  # the model's current tool call
+
+
+@dataclass
+class AgentContext:
+    """What the nodes need, handed in per run (the model can be swapped between turns)."""
+
+    conversation_id: str
+    model: ChatModel
+    crm: CRM
+    billing: Billing
+    kb: KnowledgeBaseLike | None
+    records: AgentRecords
+    settings: AgentSettings
+    phrasing_model: ChatModel | None = None
+
+
+def _emit(kind: str, **data: Any) -> None:
+    get_stream_writer()({"type": kind, "data": data})
+
+
+def _customer_texts(state: AgentState) -> list[str]:
+    return [m["content"] for m in state.get("messages", []) if m["role"] == "user"]
+
+
+def _tools(state: AgentState, ctx: AgentContext) -> SupportTools:
+    session = Session(
+        user_id=state.get("user_id"),
+        token_user_id=state.get("token_user_id"),
+        customer_texts=_customer_texts(state),
+    )
+    return SupportTools(crm=ctx.crm, billing=ctx.billing, kb=ctx.kb, session=session)
+
+
+def _assistant(text: str, **extra: Any) -> dict[str, Any]:
+    return {"role": "assistant", "content": text, **extra}
+
+
+def _call_message(call: dict[str, Any]) -> dict[str, Any]:
+    return ChatMessage(
+        role="assistant", tool_calls=[ToolCall(call["name"], call["arguments"], call["id"])]
+    ).to_openai()
+
+
+def _tool_message(call: dict[str, Any], content: str) -> dict[str, Any]:
+    return {"role": "tool", "content": content, "tool_call_id": call["id"], "name": call["name"]}
+
+
+# --- nodes -------------------------------------------------------------------------------------------------
+
+
+def intake(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Take the customer's message; answer directly what needs no model (empty, too long, off-topic...)."""
+    ctx = runtime.context
+    text = (state.get("incoming") or "").strip()
+    update: dict[str, Any] = {"steps": 0, "draft": "", "proposal": None}
+    token_user = state.get("token_user_id")
+    if token_user and not state.get("user_id"):
+        update["user_id"] = token_user
+    if not text:
+        return {**update, "draft": prompts.EMPTY_MESSAGE}
+    if len(text) > ctx.settings.max_message_chars:
+        return {**update, "draft": prompts.too_long(ctx.settings.max_message_chars)}
+    update["messages"] = [{"role": "user", "content": text}]
+    if state.get("ticket_id"):
+        return {**update, "draft": prompts.STILL_HANDED_OFF.format(ticket_id=state["ticket_id"])}
+    pending = state.get("pending")
+    if pending:
+        if is_explicit_yes(text):
+            return update
+        update["pending"] = None
+    if _OFF_TOPIC.search(text) and not _ON_TOPIC.search(text):
+        return {**update, "draft": prompts.OFF_TOPIC}
+    return update
+
+
+def route_intake(state: AgentState) -> Literal["decide", "execute", "reply"]:
+    """Fixed answers go straight out; a confirmed write executes; everything else asks the model."""
+    if state.get("draft"):
+        return "reply"
+    if state.get("pending"):
+        return "execute"
+    return "decide"
+
+
+def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Ask the behaviour model for the next step: one tool call or a reply."""
+    ctx = runtime.context
+    steps = state.get("steps", 0) + 1
+    if steps > ctx.settings.max_steps_per_turn:
+        return {"steps": steps, "draft": prompts.TOO_MANY_STEPS, "proposal": None}
+    messages = [ChatMessage(role="system", content=prompts.system_prompt())]
+    messages += [ChatMessage.from_openai(m) for m in state.get("messages", [])]
+    try:
+        reply: ChatReply = ctx.model.complete(messages, TOOL_SPECS)
+    except Exception as exc:  # a backend failure must not end the conversation
+        _emit("error", message=f"model failed: {type(exc).__name__}")
+        return {"steps": steps, "draft": prompts.TOOL_FAILED, "proposal": None}
+    if reply.tool_calls:
+        call = reply.tool_calls[0]
+        call_id = (
+            call.id or "call_" + hashlib.sha256(f"{len(state.get('messages', []))}".encode()).hexdigest()[:8]
+        )
+        proposal = {"name": call.name, "arguments": call.arguments, "id": call_id}
+        return {"steps": steps, "proposal": proposal, "draft": ""}
+    return {"steps": steps, "proposal": None, "draft": reply.text.strip() or prompts.NO_INFORMATION}
+
+
+def route_decide(state: AgentState) -> Literal["tools", "gate", "handoff", "guard"]:
+    """Where the model's proposal goes."""
+    proposal = state.get("proposal")
+    if not proposal:
+        return "guard"
+    if proposal["name"] in WRITE_TOOLS:
+        return "gate"
+    if proposal["name"] == "transfer_to_human_agents":
+        return "handoff"
+    return "tools"
+
+
+def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Run a read tool inside the customer's authorization; errors go back to the model as text."""
+    ctx = runtime.context
+    call = dict(state["proposal"] or {})
+    _emit("tool_start", name=call["name"], arguments=call["arguments"])
+    toolbox = _tools(state, ctx)
+    try:
+        outcome = toolbox.run(call["name"], call["arguments"])
+    except Exception as exc:  # a tool that crashes is relayed like a refusal; nothing was written
+        outcome = toolbox.run("think", {"thought": ""})
+        outcome.ok, outcome.content = False, f"Error: the {call['name']} tool failed ({type(exc).__name__})."
+    update: dict[str, Any] = {"proposal": None}
+    content = outcome.content
+    if outcome.passages:
+        known = list(state.get("passages", []))
+        lines = []
+        for passage in outcome.passages:
+            match = next((i for i, p in enumerate(known) if p["chunk_id"] == passage["chunk_id"]), None)
+            if match is None:
+                known.append(passage)
+                match = len(known) - 1
+            where = f" § {passage['section']}" if passage["section"] else ""
+            lines.append(f"[{match + 1}] {passage['title']}{where}: {passage['text']}")
+        update["passages"] = known
+        content = "\n".join(lines)
+    elif call["name"] == "search_policies" and outcome.ok:
+        content = "No matching policy found."
+    if toolbox.session.user_id and toolbox.session.user_id != state.get("user_id"):
+        update["user_id"] = toolbox.session.user_id
+    _emit("tool_end", name=call["name"], ok=outcome.ok, content=content[:2000])
+    update["messages"] = [_call_message(call), _tool_message(call, content)]
+    return update
+
+
+def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """A proposed write: refuse what is not allowed, execute what was confirmed, else list and ask."""
+    ctx = runtime.context
+    call = dict(state["proposal"] or {})
+    toolbox = _tools(state, ctx)
+    try:
+        arguments = check_arguments(call["name"], call["arguments"])
+        toolbox.authorize_write(call["name"], arguments)
+        refund = ctx.billing.refund_amount(call["name"], arguments)
+    except SpecialistError as exc:
+        error = format_error(exc)
+        _emit("tool_end", name=call["name"], ok=False, content=error)
+        return {"proposal": None, "messages": [_call_message(call), _tool_message(call, error)]}
+    pending = {
+        "name": call["name"],
+        "arguments": arguments,
+        "id": call["id"],
+        "key": action_key(ctx.conversation_id, call["name"], arguments),
+        "refund": refund,
+    }
+    messages = state.get("messages", [])
+    last_user = next((m for m in reversed(messages) if m["role"] == "user"), None)
+    before = messages[: messages.index(last_user)] if last_user else []
+    listing = next((m for m in reversed(before) if m["role"] == "assistant" and m.get("content")), None)
+    confirmed = (
+        last_user is not None
+        and is_explicit_yes(last_user["content"])
+        and listing is not None
+        and details_listed(listing["content"], call["name"], arguments)
+    )
+    if confirmed:
+        return {"proposal": None, "pending": pending}
+    details = prompts.write_details(call["name"], arguments, refund=refund or None)
+    return {"proposal": None, "pending": pending, "draft": details, "messages": [_assistant(details)]}
+
+
+def route_gate(state: AgentState) -> Literal["decide", "execute", "reply"]:
+    """Refused -> back to the model; confirmed -> execute; otherwise the details go to the customer."""
+    if state.get("draft"):
+        return "reply"
+    if state.get("pending"):
+        return "execute"
+    return "decide"
+
+
+def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Do a confirmed write once (idempotency key), pausing first for human approval of a large refund."""
+    ctx = runtime.context
+    pending = dict(state.get("pending") or {})
+    call = {"name": pending["name"], "arguments": pending["arguments"], "id": pending["id"]}
+    if pending["refund"] > ctx.settings.refund_approval_threshold:
+        ctx.records.create_approval(
+            approval_id=pending["key"],
+            conversation_id=ctx.conversation_id,
+            tool=pending["name"],
+            arguments=pending["arguments"],
+            amount=pending["refund"],
+        )
+        decision = interrupt(
+            {
+                "approval_id": pending["key"],
+                "amount": pending["refund"],
+                "tool": pending["name"],
+                "arguments": pending["arguments"],
+            }
+        )
+        if not (isinstance(decision, dict) and decision.get("approved")):
+            text = prompts.APPROVAL_REJECTED
+            return {"pending": None, "draft": text, "messages": [_assistant(text)]}
+    _emit("tool_start", name=call["name"], arguments=call["arguments"])
+    try:
+        result = _tools(state, ctx).write(call["name"], call["arguments"], idempotency_key=pending["key"])
+        content, ok = format_result(result), True
+    except SpecialistError as exc:
+        content, ok = format_error(exc), False
+    except Exception as exc:  # the write's transaction rolled back; say so plainly
+        content, ok = (
+            f"Error: the {call['name']} tool failed ({type(exc).__name__}); nothing was changed.",
+            False,
+        )
+    _emit("tool_end", name=call["name"], ok=ok, content=content[:2000])
+    return {"pending": None, "messages": [_call_message(call), _tool_message(call, content)]}
+
+
+def handoff(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Open a ticket with a summary of the conversation and mark the conversation handed off."""
+    ctx = runtime.context
+    call = dict(state["proposal"] or {})
+    summary = str((call.get("arguments") or {}).get("summary") or "")[:500]
+    said = " | ".join(m["content"][:160] for m in state.get("messages", []) if m["role"] == "user")[-800:]
+    full = f"{summary}\ncustomer: {state.get('user_id') or 'not identified'}\ncustomer said: {said}".strip()
+    ticket_id = (
+        "T-"
+        + hashlib.sha256(f"{ctx.conversation_id}:{len(state.get('messages', []))}".encode()).hexdigest()[:8]
+    )
+    ctx.records.create_ticket(
+        ticket_id=ticket_id, conversation_id=ctx.conversation_id, user_id=state.get("user_id"), summary=full
+    )
+    _emit("handoff", ticket_id=ticket_id, summary=full)
+    text = prompts.HANDED_OFF.format(ticket_id=ticket_id)
+    return {
+        "proposal": None,
+        "ticket_id": ticket_id,
+        "draft": text,
+        "messages": [_call_message(call), _tool_message(call, f"ticket {ticket_id}"), _assistant(text)],
+    }
+
+
+def guard(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
+    """Check the drafted reply against tool results, passages and the customer's words; cite passages."""
+    ctx = runtime.context
+    draft = state.get("draft") or ""
+    if ctx.phrasing_model is not None:
+        draft = _rephrase(ctx.phrasing_model, draft) or draft
+    # Passages come in with their labels below, so search results are not counted twice.
+    sources = [
+        Source(text=m["content"], from_customer=m["role"] == "user")
+        for m in state.get("messages", [])
+        if m["role"] == "user" or (m["role"] == "tool" and m.get("name") != "search_policies")
+    ]
+    sources += [Source(text=p["text"], label=i + 1) for i, p in enumerate(state.get("passages", []))]
+    result = check_reply(draft, sources, fixed_lines=FIXED_LINES)
+    passages = state.get("passages", [])
+    citations = [{"label": n, **_citation(passages[n - 1])} for n in result.citations]
+    return {"draft": result.text, "messages": [_assistant(result.text, citations=citations)]}
+
+
+def reply(state: AgentState) -> dict[str, Any]:
+    """Send the final text (as tokens, then the message) and its citations to the customer."""
+    text = state.get("draft") or ""
+    messages = state.get("messages", [])
+    last = messages[-1] if messages else {}
+    citations = last.get("citations", []) if last.get("role") == "assistant" else []
+    for i, word in enumerate(text.split(" ")):
+        _emit("token", text=word if i == 0 else " " + word)
+    for citation in citations:
+        _emit("citation", **citation)
+    _emit("message", text=text, citations=citations)
+    update: dict[str, Any] = {"incoming": "", "draft": "", "proposal": None}
+    if not last or last.get("role") != "assistant" or last.get("content") != text:
+        update["messages"] = [_assistant(text)]
+    return update
+
+
+def _citation(passage: dict[str, Any]) -> dict[str, Any]:
+    return {k: passage[k] for k in ("doc_id", "title", "section", "version", "chunk_id")}
+
+
+def _rephrase(model: ChatModel, draft: str) -> str:
+    instruction = prompts.phrasing_prompt(draft)
+    try:
+        return model.complete([ChatMessage(role="user", content=instruction)], ()).text.strip()
+    except Exception:  # the phrasing model is optional polish; the checked draft still stands
+        return ""
+
+
+def build_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState]:
+    """The uncompiled graph (compile it with a checkpointer)."""
+    graph: StateGraph[AgentState, AgentContext, AgentState, AgentState] = StateGraph(
+        AgentState, context_schema=AgentContext
+    )
+    nodes: dict[str, Callable[..., dict[str, Any]]] = {
+        "intake": intake,
+        "decide": decide,
+        "tools": tools,
+        "gate": gate,
+        "execute": execute,
+        "handoff": handoff,
+        "guard": guard,
+        "reply": reply,
+    }
+    for name, fn in nodes.items():
+        graph.add_node(name, fn)
+    graph.add_edge(START, "intake")
+    graph.add_conditional_edges("intake", route_intake)
+    graph.add_conditional_edges("decide", route_decide)
+    graph.add_edge("tools", "decide")
+    graph.add_conditional_edges("gate", route_gate)
+    graph.add_conditional_edges("execute", route_gate)
+    graph.add_edge("handoff", "reply")
+    graph.add_edge("guard", "reply")
+    graph.add_edge("reply", END)
+    return graph
+
+
+def studio_graph() -> Any:
+    """The compiled graph for LangGraph Studio (`langgraph.json`)."""
+    return build_graph().compile()

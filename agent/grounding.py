@@ -1,0 +1,255 @@
+"""The groundedness guard: every factual statement of a drafted reply must be backed by a tool result,
+a knowledge-base passage or the customer's own words; what is not is replaced by an honest line."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from agent.prompts import NO_INFORMATION
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[#$])|\n+")
+_AMOUNT = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*\.\d{1,2}\b")
+_ORDER = re.compile(r"#W\d+", re.IGNORECASE)
+_ID = re.compile(r"\b(?:credit_card|paypal|gift_card)_\d+\b|\b\d{6,}\b")
+_DATE = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b",
+    re.IGNORECASE,
+)
+_QUANTITY = re.compile(
+    r"\b\d+(?:\.\d+)?\s*(?:%|(?:percent|business days?|days?|hours?|weeks?|months?|years?)\b)", re.IGNORECASE
+)
+_BARE_NUMBER = re.compile(r"(?<![\w#.$])\d+(?:\.\d+)?(?![\w.]\d)")
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
+_LABEL = re.compile(r"\[(\d{1,2})\]")
+_WORD = re.compile(r"[a-z]{4,}")
+_POLICY_WORDS = frozenset(
+    [
+        "policy",
+        "policies",
+        "refund",
+        "refunds",
+        "refunded",
+        "return",
+        "returns",
+        "returned",
+        "exchange",
+        "exchanges",
+        "warranty",
+        "shipping",
+        "ship",
+        "ships",
+        "delivery",
+        "fee",
+        "fees",
+        "charge",
+        "charged",
+        "eligible",
+        "allowed",
+        "guarantee",
+        "guaranteed",
+        "window",
+        "deadline",
+        "free",
+        "international",
+        "restocking",
+        "cancel",
+        "cancellation",
+        "price",
+        "match",
+        "insurance",
+        "points",
+        "loyalty",
+        "membership",
+    ]
+)
+_NOT_CLAIMS = (
+    "i will",
+    "i'll",
+    "i can",
+    "i could",
+    "shall i",
+    "should i",
+    "would you",
+    "do you",
+    "please",
+    "let me",
+    "can you",
+    "could you",
+    "if you",
+    "to confirm",
+    "okay",
+    "ok,",
+    "sorry",
+    "i'm sorry",
+    "i am sorry",
+)
+_STOP = frozenset(
+    [
+        "that",
+        "this",
+        "with",
+        "from",
+        "your",
+        "have",
+        "will",
+        "been",
+        "they",
+        "them",
+        "their",
+        "there",
+        "what",
+        "when",
+        "which",
+        "would",
+        "could",
+        "should",
+        "about",
+        "into",
+        "also",
+        "only",
+        "just",
+        "than",
+        "then",
+        "were",
+        "while",
+        "does",
+        "here",
+        "more",
+        "most",
+        "other",
+        "some",
+        "such",
+        "very",
+        "each",
+        "make",
+        "made",
+        "can't",
+        "don't",
+        "within",
+        "after",
+        "before",
+        "please",
+        "thank",
+        "thanks",
+        "sure",
+        "happy",
+        "help",
+        "glad",
+    ]
+)
+
+
+@dataclass
+class Source:
+    """A text the reply may rely on; `label` is the citation number of a knowledge-base passage."""
+
+    text: str
+    label: int | None = None
+    from_customer: bool = False
+
+
+@dataclass
+class GuardResult:
+    """The reply the customer sees, the passage labels it cites and the statements that were removed."""
+
+    text: str
+    citations: list[int] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def _numbers(text: str) -> set[float]:
+    out = set()
+    for raw in _NUMBER.findall(text):
+        try:
+            out.add(round(float(raw.replace(",", "")), 2))
+        except ValueError:
+            continue
+    return out
+
+
+def _facts(sentence: str) -> list[str]:
+    found: list[str] = []
+    for pattern in (_AMOUNT, _ORDER, _ID, _DATE, _QUANTITY):
+        found.extend(m.group(0) for m in pattern.finditer(sentence))
+    # Any other number is a claim too ("2 items", "step 3"): it must appear in a source.
+    found.extend(m.group(0) for m in _BARE_NUMBER.finditer(sentence))
+    return found
+
+
+def _supported_fact(fact: str, sources: list[Source], numbers: set[float]) -> int | bool | None:
+    """The label of the passage backing a fact (None for a non-passage source), or False."""
+    low = fact.lower()
+    for source in sources:
+        if low in source.text.lower():
+            return source.label
+    values = _numbers(fact)
+    if values and values <= numbers:
+        for source in sources:
+            if values <= _numbers(source.text):
+                return source.label
+        return None
+    return False
+
+
+def _is_policy_claim(sentence: str) -> bool:
+    """A general statement about the store's rules (not a question, an offer, or a fact about one order)."""
+    words = set(_WORD.findall(sentence.lower()))
+    if not words & _POLICY_WORDS or "?" in sentence or _ORDER.search(sentence):
+        return False
+    opening = sentence.strip().lower()
+    return not opening.startswith(_NOT_CLAIMS)
+
+
+def _overlap(sentence: str, source: str) -> float:
+    words = {w for w in _WORD.findall(sentence.lower()) if w not in _STOP}
+    if not words:
+        return 1.0
+    have = set(_WORD.findall(source.lower()))
+    return len(words & have) / len(words)
+
+
+def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ...] = ()) -> GuardResult:
+    """Keep the statements the sources support (with their passage labels); replace the rest honestly."""
+    numbers: set[float] = set()
+    for source in sources:
+        numbers |= _numbers(source.text)
+    labels = {s.label for s in sources if s.label is not None}
+    kept: list[str] = []
+    removed: list[str] = []
+    cited: list[int] = []
+    for sentence in (s.strip() for s in _SENTENCE.split(draft.strip())):
+        if not sentence:
+            continue
+        if sentence in fixed_lines or sentence == NO_INFORMATION:
+            kept.append(sentence)
+            continue
+        body = _LABEL.sub("", sentence).strip()
+        own = [int(n) for n in _LABEL.findall(sentence) if int(n) in labels]
+        backing: set[int] = set(own)
+        ok = True
+        for fact in _facts(body):
+            where = _supported_fact(fact, sources, numbers)
+            if where is False:
+                ok = False
+                break
+            if isinstance(where, int):
+                backing.add(where)
+        if ok and _is_policy_claim(body):
+            # The customer's own words never back a policy statement: only passages and tool results do.
+            backers = [s for s in sources if not s.from_customer]
+            best = max(backers, key=lambda s: _overlap(body, s.text), default=None)
+            if best is None or _overlap(body, best.text) < 0.6:
+                ok = False
+            elif best.label is not None:
+                backing.add(best.label)
+        if not ok:
+            removed.append(sentence)
+            continue
+        marks = "".join(f" [{n}]" for n in sorted(backing) if n not in own)
+        clean = _LABEL.sub(lambda m: m.group(0) if int(m.group(1)) in labels else "", sentence).rstrip()
+        kept.append(clean + marks if marks else clean)
+        cited.extend(n for n in sorted(backing) if n not in cited)
+    if removed or not kept:
+        kept.append(NO_INFORMATION)
+    return GuardResult(text=" ".join(kept), citations=cited, removed=removed)
