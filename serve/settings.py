@@ -22,6 +22,14 @@ class ServeSettings(BaseModel):
     token_secret: str | None = None
     max_body_bytes: int = Field(default=10_000_000, ge=1)
     rate_limit_per_minute: int = Field(default=600, ge=1)
+    rate_limit_burst: int = Field(default=60, ge=1)
+    retry_after_s: int = Field(default=5, ge=1)
+    turn_workers: int = Field(default=64, ge=1)
+    log_json: bool = True
+    log_level: str = "INFO"
+    # Where the running service leaves its address and a local write key, so CLI writes go through it.
+    discovery_path: Path = Path("var/service.json")
+    demo_customer_id: str | None = None
 
 
 class Settings(BaseSettings):

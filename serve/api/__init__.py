@@ -1,0 +1,1 @@
+"""The HTTP API: routes, request/response models, error mapping and middleware."""

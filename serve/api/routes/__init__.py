@@ -1,0 +1,1 @@
+"""One router per audience: customers, content owners, engineers, operations, pages."""

@@ -1,0 +1,127 @@
+"""Customers: conversations, messages streamed back as Server-Sent Events, history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from serve.api.protocol import ConversationList, ConversationOut, HistoryOut, MessageIn, TurnOut
+from serve.api.security import customer_only, customer_or_engineer, services
+from serve.auth import Principal
+from serve.logs import conversation_id_var
+from serve.services import Services
+from serve.turns import Turn, TurnEvent
+from specialist.errors import InvalidInput
+
+router = APIRouter(prefix="/api/conversations", tags=["customers"])
+
+_STREAM_DOC = (
+    "Server-Sent Events, one per agent event: `event:` is the type (token, tool_start, tool_end, "
+    "citation, handoff, approval_pending, message, error, done), `data:` its JSON. The last event is "
+    "`done`. With `?stream=false` the whole turn comes back as one JSON object."
+)
+
+
+@router.post("", status_code=201, response_model=ConversationOut, summary="Start a conversation")
+def create_conversation(
+    who: Principal = Depends(customer_only), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Create a conversation owned by the calling customer."""
+    conv = svc.conversations.create(customer_id=who.customer_id)
+    return conv.to_dict()
+
+
+@router.get("", response_model=ConversationList, summary="List conversations")
+def list_conversations(
+    who: Principal = Depends(customer_or_engineer), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """The caller's conversations (every conversation for an engineer), newest first."""
+    return {"conversations": [c.to_dict() for c in svc.conversations.list_for(who)]}
+
+
+@router.get("/{conversation_id}", response_model=HistoryOut, summary="A conversation's history")
+def history(
+    conversation_id: str, who: Principal = Depends(customer_or_engineer), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """The conversation's messages so far (also after a restart of the service)."""
+    conv = svc.conversations.get_for(conversation_id, who)
+    conversation_id_var.set(conv.id)
+    messages = [_jsonable(m) for m in svc.agent().history(conv.id)]
+    return {"conversation": conv.to_dict(), "messages": messages}
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    summary="Send a message; the reply streams back",
+    description=_STREAM_DOC,
+    response_model=TurnOut,
+    responses={200: {"content": {"text/event-stream": {}}, "description": _STREAM_DOC}},
+)
+async def send_message(
+    conversation_id: str,
+    body: MessageIn,
+    request: Request,
+    stream: bool = Query(True, description="false: answer with the whole turn as JSON"),
+    who: Principal = Depends(customer_only),
+    svc: Services = Depends(services),
+) -> Any:
+    """Run one agent turn on the customer's message."""
+    conv = svc.conversations.get_for(conversation_id, who)
+    conversation_id_var.set(conv.id)
+    limit = svc.settings.agent.max_message_chars
+    if len(body.text) > limit:
+        raise InvalidInput(f"message is {len(body.text)} characters; the limit is {limit}")
+    if not body.text.strip():
+        raise InvalidInput("message is empty")
+    svc.check_backends()
+    agent = svc.agent()
+    svc.turn_gate.enter(conv.id)
+
+    def finish(events: list[TurnEvent]) -> None:
+        svc.turn_gate.leave(conv.id)
+        svc.conversations.record_turn(conv.id, handed_off=any(e.type == "handoff" for e in events))
+
+    try:
+        turn = Turn(
+            run=lambda: agent.respond(conv.id, body.text, customer_id=who.customer_id),
+            executor=svc.executor,
+            metrics=svc.metrics,
+            conversation_id=conv.id,
+            on_finish=finish,
+        )
+    except BaseException:
+        svc.turn_gate.leave(conv.id)
+        raise
+    first = await turn.first()
+
+    async def all_events() -> AsyncIterator[TurnEvent]:
+        if first is not None:
+            yield first
+        async for event in turn.events():
+            yield event
+
+    if not stream:
+        return {
+            "conversation_id": conv.id,
+            "events": [{"type": e.type, "data": e.data} async for e in all_events()],
+        }
+
+    async def sse() -> AsyncIterator[ServerSentEvent]:
+        n = 0
+        async for event in all_events():
+            n += 1
+            yield ServerSentEvent(data=json.dumps(event.data, default=str), event=event.type, id=str(n))
+
+    return EventSourceResponse(sse(), ping=15, headers={"X-Conversation-ID": conv.id})
+
+
+def _jsonable(message: Any) -> Any:
+    for attr in ("to_dict", "to_openai", "model_dump"):
+        fn = getattr(message, attr, None)
+        if callable(fn):
+            return fn()
+    return message
