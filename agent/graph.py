@@ -9,6 +9,7 @@ The graph, not the model, checks identity, confirmation, idempotency, refund app
 from __future__ import annotations
 
 import hashlib
+import json
 import operator
 import re
 from collections.abc import Callable
@@ -60,7 +61,7 @@ class AgentState(TypedDict, total=False):
     token_user_id: str | None
     user_id: str | None
     pending: dict[str, Any] | None  # a proposed write waiting for the customer's yes
-    passages: list[dict[str, Any]]  # every passage seen; label = position + 1
+    passages: list[dict[str, Any]]  # every passage seen, each with its citation label
     ticket_id: str | None
     steps: int
     draft: str
@@ -199,18 +200,18 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     content = outcome.content
     if outcome.passages:
         known = list(state.get("passages", []))
-        lines = []
+        shown = []
         for passage in outcome.passages:
-            match = next((i for i, p in enumerate(known) if p["chunk_id"] == passage["chunk_id"]), None)
+            match = next((p for p in known if p["chunk_id"] == passage["chunk_id"]), None)
             if match is None:
-                known.append(passage)
-                match = len(known) - 1
-            where = f" § {passage['section']}" if passage["section"] else ""
-            lines.append(f"[{match + 1}] {passage['title']}{where}: {passage['text']}")
+                match = {**passage, "label": f"{passage['doc_id']}-{len(known) + 1}"}
+                known.append(match)
+            title = f"{match['title']} § {match['section']}" if match["section"] else match["title"]
+            shown.append({"label": match["label"], "title": title, "text": match["text"]})
         update["passages"] = known
-        content = "\n".join(lines)
+        content = json.dumps(shown, ensure_ascii=False)
     elif call["name"] == "search_policies" and outcome.ok:
-        content = "No matching policy found."
+        content = "[]"
     if toolbox.session.user_id and toolbox.session.user_id != state.get("user_id"):
         update["user_id"] = toolbox.session.user_id
     _emit("tool_end", name=call["name"], ok=outcome.ok, content=content[:2000])
@@ -338,10 +339,10 @@ def guard(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         for m in state.get("messages", [])
         if m["role"] == "user" or (m["role"] == "tool" and m.get("name") != "search_policies")
     ]
-    sources += [Source(text=p["text"], label=i + 1) for i, p in enumerate(state.get("passages", []))]
+    sources += [Source(text=p["text"], label=p["label"]) for p in state.get("passages", [])]
     result = check_reply(draft, sources, fixed_lines=FIXED_LINES)
-    passages = state.get("passages", [])
-    citations = [{"label": n, **_citation(passages[n - 1])} for n in result.citations]
+    by_label = {p["label"]: p for p in state.get("passages", [])}
+    citations = [{"label": label, **_citation(by_label[label])} for label in result.citations]
     return {"draft": result.text, "messages": [_assistant(result.text, citations=citations)]}
 
 

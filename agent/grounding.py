@@ -21,7 +21,7 @@ _QUANTITY = re.compile(
 )
 _BARE_NUMBER = re.compile(r"(?<![\w#.$])\d+(?:\.\d+)?(?![\w.]\d)")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
-_LABEL = re.compile(r"\[(\d{1,2})\]")
+_LABEL = re.compile(r"\[([A-Za-z0-9_.-]{1,60})\]")
 _WORD = re.compile(r"[a-z]{4,}")
 _POLICY_WORDS = frozenset(
     [
@@ -142,10 +142,10 @@ _STOP = frozenset(
 
 @dataclass
 class Source:
-    """A text the reply may rely on; `label` is the citation number of a knowledge-base passage."""
+    """A text the reply may rely on; `label` is the citation label of a knowledge-base passage."""
 
     text: str
-    label: int | None = None
+    label: str | None = None
     from_customer: bool = False
 
 
@@ -154,7 +154,7 @@ class GuardResult:
     """The reply the customer sees, the passage labels it cites and the statements that were removed."""
 
     text: str
-    citations: list[int] = field(default_factory=list)
+    citations: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
 
 
@@ -177,7 +177,7 @@ def _facts(sentence: str) -> list[str]:
     return found
 
 
-def _supported_fact(fact: str, sources: list[Source], numbers: set[float]) -> int | bool | None:
+def _supported_fact(fact: str, sources: list[Source], numbers: set[float]) -> str | bool | None:
     """The label of the passage backing a fact (None for a non-passage source), or False."""
     low = fact.lower()
     for source in sources:
@@ -201,12 +201,16 @@ def _is_policy_claim(sentence: str) -> bool:
     return not opening.startswith(_NOT_CLAIMS)
 
 
+def _stems(text: str) -> set[str]:
+    # A five-letter prefix is a crude stem: "returns"/"returned" match "return".
+    return {w[:5] for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
 def _overlap(sentence: str, source: str) -> float:
-    words = {w for w in _WORD.findall(sentence.lower()) if w not in _STOP}
+    words = _stems(sentence)
     if not words:
         return 1.0
-    have = set(_WORD.findall(source.lower()))
-    return len(words & have) / len(words)
+    return len(words & _stems(source)) / len(words)
 
 
 def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ...] = ()) -> GuardResult:
@@ -217,7 +221,7 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
     labels = {s.label for s in sources if s.label is not None}
     kept: list[str] = []
     removed: list[str] = []
-    cited: list[int] = []
+    cited: list[str] = []
     for sentence in (s.strip() for s in _SENTENCE.split(draft.strip())):
         if not sentence:
             continue
@@ -225,15 +229,15 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
             kept.append(sentence)
             continue
         body = _LABEL.sub("", sentence).strip()
-        own = [int(n) for n in _LABEL.findall(sentence) if int(n) in labels]
-        backing: set[int] = set(own)
+        own = [n for n in _LABEL.findall(sentence) if n in labels]
+        backing: set[str] = set(own)
         ok = True
         for fact in _facts(body):
             where = _supported_fact(fact, sources, numbers)
             if where is False:
                 ok = False
                 break
-            if isinstance(where, int):
+            if isinstance(where, str):
                 backing.add(where)
         if ok and _is_policy_claim(body):
             # The customer's own words never back a policy statement: only passages and tool results do.
@@ -247,7 +251,7 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
             removed.append(sentence)
             continue
         marks = "".join(f" [{n}]" for n in sorted(backing) if n not in own)
-        clean = _LABEL.sub(lambda m: m.group(0) if int(m.group(1)) in labels else "", sentence).rstrip()
+        clean = _LABEL.sub(lambda m: m.group(0) if m.group(1) in labels else "", sentence).rstrip()
         kept.append(clean + marks if marks else clean)
         cited.extend(n for n in sorted(backing) if n not in cited)
     if removed or not kept:

@@ -78,3 +78,43 @@ def test_unreachable_service_is_a_clear_error() -> None:
     crm = HttpCRM(f"http://127.0.0.1:{_free_port()}", timeout_s=1)
     with pytest.raises(BackendUnavailable, match="cannot be reached"):
         crm.get_user_details("anyone")
+
+
+def test_agent_acts_through_the_http_adapters(base_url: str, db: RetailDatabase, tmp_path: Any) -> None:
+    from agent.chat_model import ChatReply, ScriptedChatModel, ToolCall
+    from agent.runtime import build_agent
+    from agent.settings import AgentSettings
+
+    user_id, user = next(
+        (uid, u)
+        for uid, u in db.export()["users"].items()
+        if any(db.get_order(o)["status"] == "pending" for o in u["orders"])
+    )
+    order_id = next(o for o in user["orders"] if db.get_order(o)["status"] == "pending")
+    model = ScriptedChatModel(
+        [
+            ChatReply(tool_calls=[ToolCall("find_user_id_by_email", {"email": user["email"]}, "c1")]),
+            ChatReply(text="Found you."),
+            ChatReply(
+                tool_calls=[
+                    ToolCall(
+                        "cancel_pending_order", {"order_id": order_id, "reason": "no longer needed"}, "c2"
+                    )
+                ]
+            ),
+            ChatReply(text="Cancelled."),
+        ]
+    )
+    settings = AgentSettings(
+        store_path=tmp_path / "agent.sqlite",
+        checkpoint_path=tmp_path / "cp.sqlite",
+        refund_approval_threshold=1e9,
+    )
+    agent = build_agent(
+        settings=settings, model=model, kb=None, crm=HttpCRM(base_url), billing=HttpBilling(base_url)
+    )
+    for text in (f"I am {user['email']}", f"cancel {order_id}", "yes"):
+        list(agent.respond("h1", text))
+    assert agent.state("h1")["user_id"] == user_id
+    assert db.get_order(order_id)["status"] == "cancelled"
+    agent.close()

@@ -1,0 +1,44 @@
+"""The groundedness guard keeps what the sources back and replaces the rest honestly."""
+
+from __future__ import annotations
+
+from agent.grounding import Source, check_reply
+from agent.prompts import NO_INFORMATION
+
+POLICY = Source(text="You can request a return within 30 days of the delivery date.", label="returns-1")
+ORDER = Source(text='{"order_id":"#W1234567","status":"delivered","payment_history":[{"amount":120.5}]}')
+
+
+def test_supported_facts_are_kept_and_cited() -> None:
+    result = check_reply(
+        "Order #W1234567 is delivered and cost $120.50. Returns are accepted within 30 days.", [POLICY, ORDER]
+    )
+    assert result.removed == []
+    assert "#W1234567" in result.text and "120.50" in result.text
+    assert result.citations == ["returns-1"] and "[returns-1]" in result.text
+
+
+def test_unsupported_amount_date_id_and_policy_are_replaced() -> None:
+    for claim in [
+        "You were refunded $45.00.",
+        "It shipped on 2024-03-01.",
+        "Your other order #W7654321 is pending.",
+        "Returns are free for international shipping.",
+        "We refund 80% of the price.",
+    ]:
+        result = check_reply(claim, [POLICY, ORDER])
+        assert result.removed == [claim], claim
+        assert result.text == NO_INFORMATION
+
+
+def test_customer_words_do_not_back_a_policy_but_questions_pass() -> None:
+    customer = Source(text="Is there a restocking fee for returns?", from_customer=True)
+    result = check_reply("There is no restocking fee for returns.", [customer])
+    assert result.removed
+    asked = check_reply("Which order would you like to return?", [customer])
+    assert asked.removed == [] and asked.text == "Which order would you like to return?"
+
+
+def test_unknown_labels_are_dropped() -> None:
+    result = check_reply("Returns are accepted within 30 days [made-up-9].", [POLICY])
+    assert "[made-up-9]" not in result.text and "[returns-1]" in result.text
