@@ -84,7 +84,7 @@ class KnowledgeBase:
         query = query.strip()
         if not query:
             raise InvalidInput("the search query is empty")
-        k = k or self.settings.default_k
+        k = self.settings.default_k if k is None else k
         if k < 1 or k > 100:
             raise InvalidInput("k must be between 1 and 100")
         flt = _query_filter(filters or SearchFilters())

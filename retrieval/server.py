@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -190,8 +191,10 @@ class ServerCatalog:
             sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
         )
         kinds = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT}
-        for field, kind in INDEXED_FIELDS.items():
-            self._client.create_payload_index(name, field_name=field, field_schema=kinds[kind])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # local mode warns that it ignores payload indexes
+            for field, kind in INDEXED_FIELDS.items():
+                self._client.create_payload_index(name, field_name=field, field_schema=kinds[kind])
         return ServerStore(self._client, name)
 
     def open(self, version: str) -> ServerStore:
