@@ -7,33 +7,21 @@ import json
 import re
 from typing import Any
 
-_YES = frozenset({"yes", "y", "yep", "yeah", "yup", "confirm", "confirmed", "correct"})
+_YES = frozenset({"yes", "y", "yep", "yeah", "yup", "confirm", "confirmed", "proceed"})
 _NO = frozenset(
-    {
-        "no",
-        "not",
-        "don't",
-        "dont",
-        "wait",
-        "but",
-        "stop",
-        "cancel that",
-        "change",
-        "instead",
-        "actually",
-        "nope",
-    }
+    {"no", "not", "don't", "dont", "wait", "but", "stop", "nope", "never", "instead", "actually", "change"}
 )
 
 
 def is_explicit_yes(text: str) -> bool:
-    """True when the message confirms plainly ("yes", "yes please, go ahead") and hedges nothing."""
-    words = re.findall(r"[a-z']+", text.lower())
-    if not words or len(words) > 12:
+    """True when a short message confirms plainly ("yes", "Sure, proceed.", "go ahead") and hedges nothing."""
+    low = text.lower()
+    words = re.findall(r"[a-z']+", low)
+    if not words or len(words) > 12 or "?" in low:
         return False
     if any(w in _NO for w in words):
         return False
-    return words[0] in _YES or text.strip().lower().startswith(("i confirm", "go ahead", "please proceed"))
+    return any(w in _YES for w in words) or "go ahead" in low or "go for it" in low or "do it" in low
 
 
 def listed_values(name: str, arguments: dict[str, Any]) -> list[str]:

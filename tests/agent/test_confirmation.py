@@ -7,13 +7,28 @@ import pytest
 from agent.confirmation import action_key, details_listed, is_explicit_yes
 
 
-@pytest.mark.parametrize("text", ["yes", "Yes please", "YES, go ahead", "yep", "I confirm", "confirmed."])
+@pytest.mark.parametrize(
+    "text",
+    ["yes", "Yes please", "YES, go ahead", "yep", "I confirm", "confirmed.", "Sure, proceed.", "ok yes"],
+)
 def test_explicit_yes(text: str) -> None:
     assert is_explicit_yes(text)
 
 
 @pytest.mark.parametrize(
-    "text", ["", "no", "yes but change the card", "not yet", "ok", "sure", "maybe", "what?", "yes " * 20]
+    "text",
+    [
+        "",
+        "no",
+        "yes but change the card",
+        "not yet",
+        "ok",
+        "sure",
+        "maybe",
+        "yes?",
+        "no wait, don't do that",
+        "yes " * 20,
+    ],
 )
 def test_not_a_yes(text: str) -> None:
     assert not is_explicit_yes(text)
