@@ -447,3 +447,35 @@ def test_injection_in_customer_text_or_kb_cannot_widen_permissions(
     )
     assert not tool_results(events)[0]["ok"]
     assert db.export() == before
+
+
+def test_phrasing_model_cannot_add_facts(tmp_path: Any, db: RetailDatabase, kb: Any) -> None:
+    from agent.runtime import build_agent
+    from agent.settings import AgentSettings
+
+    _, user, order = user_with(db, "delivered")
+    behaviour = ScriptedChatModel()
+    phrasing = ScriptedChatModel(
+        policy=lambda messages, tools: say(
+            f"Great news! Order {order['order_id']} arrived. You also get a $50.00 voucher."
+        )
+    )
+    settings = AgentSettings(store_path=tmp_path / "s.sqlite", checkpoint_path=tmp_path / "p.sqlite")
+    agent = build_agent(settings=settings, model=behaviour, kb=kb, store=db, phrasing_model=phrasing)
+    identify(agent, behaviour, user)
+    behaviour._script[:0] = [call("get_order_details", order_id=order["order_id"]), say("It was delivered.")]
+    text = message(turn(agent, f"status of {order['order_id']}?"))
+    assert "Great news!" in text and "50.00" not in text
+    assert phrasing.calls, "the phrasing model was used"
+
+
+def test_postgres_checkpoints_fail_clearly_when_unavailable(tmp_path: Any) -> None:
+    from agent.runtime import make_checkpointer
+    from agent.settings import AgentSettings
+    from specialist.errors import BackendUnavailable
+
+    settings = AgentSettings(
+        checkpoint_path=tmp_path / "c.sqlite", postgres_url="postgresql://nobody@127.0.0.1:1/x"
+    )
+    with pytest.raises(BackendUnavailable):
+        make_checkpointer(settings)
