@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -67,34 +68,40 @@ class Services:
         self._agent: Any = None
         self._registry: Any = None
         self._model: MeteredChatModel | None = None
-        self._failed_at: dict[str, float] = {}
+        self._failures: dict[str, tuple[float, BackendUnavailable]] = {}
 
     # -- backends ---------------------------------------------------------------------------------
 
-    def _throttle(self, what: str, error: type[BackendUnavailable]) -> None:
-        failed = self._failed_at.get(what)
-        if failed is not None and time.monotonic() - failed < _REOPEN_INTERVAL_S:
-            raise error(f"the {what} is unavailable; retrying shortly")
+    def _open(self, what: str, error: type[BackendUnavailable], factory: Callable[[], Any]) -> Any:
+        """Build a backend client; after a failure, repeat that failure for a second instead of retrying."""
+        failed = self._failures.get(what)
+        if failed is not None and time.monotonic() - failed[0] < _REOPEN_INTERVAL_S:
+            raise failed[1]
+        try:
+            client = factory()
+        except BackendUnavailable as exc:
+            self._failures[what] = (time.monotonic(), exc)
+            raise
+        except (OSError, ConnectionError, RuntimeError) as exc:
+            wrapped = error(f"the {what} cannot be opened: {exc}")
+            self._failures[what] = (time.monotonic(), wrapped)
+            log.warning("%s failed to open: %s", what, exc)
+            raise wrapped from exc
+        self._failures.pop(what, None)
+        return client
 
     def kb(self) -> Any:
         """The knowledge base (opened on first use; reopened after a failure)."""
         with self._lock:
             if self._kb is None:
-                self._throttle("knowledge base", KnowledgeBaseUnavailable)
                 from retrieval import open_knowledge_base
 
-                try:
-                    self._kb = MeteredKnowledgeBase(
-                        open_knowledge_base(self.settings.retrieval), self.metrics, self.breaker
-                    )
-                except SpecialistError:
-                    self._failed_at["knowledge base"] = time.monotonic()
-                    raise
-                except (OSError, ConnectionError, RuntimeError) as exc:
-                    self._failed_at["knowledge base"] = time.monotonic()
-                    log.warning("knowledge base failed to open: %s", exc)
-                    raise KnowledgeBaseUnavailable(f"the knowledge base cannot be opened: {exc}") from exc
-                self._failed_at.pop("knowledge base", None)
+                opened = self._open(
+                    "knowledge base",
+                    KnowledgeBaseUnavailable,
+                    lambda: open_knowledge_base(self.settings.retrieval),
+                )
+                self._kb = MeteredKnowledgeBase(opened, self.metrics, self.breaker)
             return self._kb
 
     def ingestor(self) -> Any:
@@ -120,20 +127,12 @@ class Services:
         """The live behaviour model."""
         with self._lock:
             if self._model is None:
-                self._throttle("model backend", ModelUnavailable)
-                try:
-                    raw = self._fixed_model or build_chat_model(
-                        self.settings, registry=self._registry_or_none()
-                    )
-                except SpecialistError:
-                    self._failed_at["model backend"] = time.monotonic()
-                    raise
-                except (OSError, ConnectionError, RuntimeError) as exc:
-                    self._failed_at["model backend"] = time.monotonic()
-                    raise ModelUnavailable(f"the behaviour model cannot be loaded: {exc}") from exc
-                self._failed_at.pop("model backend", None)
+                raw = self._open("model backend", ModelUnavailable, self._build_model)
                 self._model = MeteredChatModel(raw, self.metrics, self.breaker)
             return self._model
+
+    def _build_model(self) -> ChatModel:
+        return self._fixed_model or build_chat_model(self.settings, registry=self._registry_or_none())
 
     def _registry_or_none(self) -> Any:
         try:
@@ -153,7 +152,7 @@ class Services:
 
     def reload_model(self) -> str:
         """Load the registry's live model and hand it to the agent; the next turn uses it."""
-        raw = self._fixed_model or build_chat_model(self.settings, registry=self._registry_or_none())
+        raw = self._build_model()
         metered = MeteredChatModel(raw, self.metrics, self.breaker)
         with self._lock:
             self._model = metered

@@ -77,7 +77,7 @@ def error_response(exc: E.SpecialistError) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers: ours, validation, HTTP and anything unexpected (500 without a trace)."""
+    """Register the handlers: ours, validation and HTTP (anything unexpected: RequestContext's 500)."""
 
     async def on_specialist(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, E.SpecialistError)
@@ -104,13 +104,6 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(exc.status_code, message), status_code=exc.status_code, headers=exc.headers
         )
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(
-            error_body(500, "internal error; quote the request id when reporting it"), status_code=500
-        )
-
     app.add_exception_handler(E.SpecialistError, on_specialist)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -42,7 +42,7 @@ class RequestContext:
 
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await self._reject_too_large(send, request_id, limit)
+            await self._reject(send, request_id, 413, f"request body over the limit of {limit} bytes")
             self._finish(scope, 413, start, request_id)
             request_id_var.reset(rid_token)
             return
@@ -75,22 +75,30 @@ class RequestContext:
             await self.app(scope, capped_receive, send_with_id)
         except _TooLarge:
             if not started:
-                await self._reject_too_large(send, request_id, limit)
+                await self._reject(send, request_id, 413, f"request body over the limit of {limit} bytes")
             status = 413
             self.metrics.request_seconds.labels(scope["method"], _route_of(scope), "413").observe(
                 time.perf_counter() - start
             )
+        except Exception:
+            # Here, inside the request's context, so the 500 carries its request id (no trace leaves).
+            log.exception("unhandled error")
+            status = 500
+            if not started:
+                await self._reject(
+                    send, request_id, 500, "internal error; quote the request id when reporting it"
+                )
         finally:
             self._finish(scope, status, start, request_id)
             request_id_var.reset(rid_token)
             conversation_id_var.reset(cid_token)
 
-    async def _reject_too_large(self, send: Send, request_id: str, limit: int) -> None:
-        body = json.dumps(error_body(413, f"request body over the limit of {limit} bytes")).encode()
+    async def _reject(self, send: Send, request_id: str, status: int, message: str) -> None:
+        body = json.dumps(error_body(status, message)).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
