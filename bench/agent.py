@@ -377,7 +377,7 @@ def evaluate(
     make_model: Callable[[Task], ChatModel],
     tasks: list[Task],
     *,
-    template: Path,
+    template: RetailDatabase,
     data: dict[str, Any],
     kb: Any,
     work: Path,
@@ -388,12 +388,10 @@ def evaluate(
     seconds: list[float] = []
     for task in tasks:
         path = work / f"{label}-{task.index}.sqlite"
-        shutil.copy(template, path)
-        gold_db = RetailDatabase(work / f"{label}-{task.index}-gold.sqlite")
-        gold_db.replace_all(data)
+        gold_db = template.copy_to(work / f"{label}-{task.index}-gold.sqlite")
         apply_gold(gold_db, task.actions)
         expected = store_state(gold_db)
-        db = RetailDatabase(path)
+        db = template.copy_to(path)
         settings = AgentSettings(
             store_path=path,
             checkpoint_path=work / f"{label}-{task.index}-cp.sqlite",
@@ -405,7 +403,7 @@ def evaluate(
         violations += episode.violations
         seconds.extend(episode.turn_seconds)
         if teacher is not None:
-            c, t = next_action_accuracy(teacher, task, data, RetailDatabase(template))
+            c, t = next_action_accuracy(teacher, task, data, template)
             correct, total = correct + c, total + t
         agent.close()
         print(
@@ -415,8 +413,7 @@ def evaluate(
         )
     hallucinated = 0
     if tasks:
-        unanswerable_db = RetailDatabase(work / f"{label}-qa.sqlite")
-        shutil.copy(template, work / f"{label}-qa.sqlite")
+        unanswerable_db = template.copy_to(work / f"{label}-qa.sqlite")
         settings = AgentSettings(
             store_path=work / f"{label}-qa.sqlite", checkpoint_path=work / f"{label}-qa-cp.sqlite"
         )
@@ -461,11 +458,11 @@ def main() -> None:
     tasks = held_out(json.loads((args.data / "tasks_train.json").read_text()), args.limit)
     data = load_json_dir(args.data)
     work = Path(tempfile.mkdtemp(prefix="bench-agent-"))
-    template = work / "template.sqlite"
-    RetailDatabase(template).replace_all(data)
+    template = RetailDatabase(work / "template.sqlite")
+    template.replace_all(data)
     kb = open_knowledge_base(RetrievalSettings(data_dir=work / "kb"))
     Ingestor(kb).ingest_path(demo_policy_dir())
-    print(f"{len(tasks)} held-out tasks, store {RetailDatabase(template).counts()}", flush=True)
+    print(f"{len(tasks)} held-out tasks, store {template.counts()}", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:

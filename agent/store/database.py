@@ -106,6 +106,13 @@ class RetailDatabase:
             },
         }
 
+    def copy_to(self, path: Path | str) -> RetailDatabase:
+        """A consistent copy of the whole store in another file (SQLite backup; safe under WAL)."""
+        target = RetailDatabase(path)
+        with self._lock:
+            self._conn.backup(target._conn)
+        return target
+
     def counts(self) -> dict[str, int]:
         """How many users, orders and products the store holds."""
         return {kind: int(self.query(f"SELECT count(*) FROM {kind}")[0][0]) for kind in KINDS}
