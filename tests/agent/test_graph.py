@@ -479,3 +479,41 @@ def test_postgres_checkpoints_fail_clearly_when_unavailable(tmp_path: Any) -> No
     )
     with pytest.raises(BackendUnavailable):
         make_checkpointer(settings)
+
+
+def test_a_write_that_crashes_midway_leaves_nothing_half_written(
+    tmp_path: Any, db: RetailDatabase, kb: Any
+) -> None:
+    import sqlite3
+
+    from agent.runtime import build_agent
+    from agent.settings import AgentSettings
+    from agent.systems.billing import SqliteBilling
+    from agent.systems.crm import SqliteCRM
+
+    class CrashingBilling(SqliteBilling):
+        """Billing whose cancel dies after writing the order, inside the transaction."""
+
+        def _adjust_gift_card(
+            self, conn: sqlite3.Connection, user_id: str, method_id: str, delta: float
+        ) -> None:
+            raise RuntimeError("disk on fire")
+
+    _, user, order = user_with(db, "pending")
+    model = ScriptedChatModel()
+    settings = AgentSettings(
+        store_path=tmp_path / "s.sqlite", checkpoint_path=tmp_path / "k.sqlite", refund_approval_threshold=1e9
+    )
+    agent = build_agent(
+        settings=settings, model=model, kb=kb, store=db, crm=SqliteCRM(db), billing=CrashingBilling(db)
+    )
+    identify(agent, model, user)
+    before = db.export()
+    model._script[:0] = [call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed")]
+    turn(agent, "cancel it")
+    model._script[:0] = [say("Sorry, that did not work; nothing was changed.")]
+    events = turn(agent, "yes")
+    assert not tool_results(events)[0]["ok"] and "nothing was changed" in tool_results(events)[0]["content"]
+    assert db.export() == before and db.action_count() == 0
+    model._script[:0] = [say("Anything else?")]
+    assert message(turn(agent, "ok")) == "Anything else?"
