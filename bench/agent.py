@@ -159,6 +159,9 @@ def oracle_steps(task: Task, data: dict[str, Any]) -> list[tuple[str, dict[str, 
         args = action["arguments"]
         if "order_id" in args:
             steps.append(("call", {"name": "get_order_details", "arguments": {"order_id": args["order_id"]}}))
+        if args.get("new_item_ids"):
+            product_id = next(p for p, v in data["products"].items() if args["item_ids"][0] in v["variants"])
+            steps.append(("call", {"name": "get_product_details", "arguments": {"product_id": product_id}}))
         details = ", ".join(f"{k}: {v}" for k, v in args.items() if k != "order_id")
         verb = action["name"].split("_")[0]
         steps.append(
