@@ -143,6 +143,12 @@ class KnowledgeBase:
             (store or self._store).upsert(points)
         return [p.point_id for p in points]
 
+    def upsert_points(self, points: Sequence[StoredPoint]) -> None:
+        """Write points that are already embedded (bulk loads and benchmarks)."""
+        with self._lock:
+            self._check_open()
+            self._store.upsert(points)
+
     def commit(self, *, publish: Sequence[str], retire: Sequence[str]) -> None:
         """Make staged points live and delete replaced ones, as one step for every reader of this process."""
         with self._lock:
