@@ -195,7 +195,7 @@ class OracleModel:
             if (
                 call["name"] in WRITE_TOOLS
                 and messages[-1].role == "tool"
-                and messages[-1].name != "get_order_details"
+                and messages[-1].name in WRITE_TOOLS
             ):
                 break
             return ChatReply(
