@@ -343,7 +343,10 @@ def guard(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     result = check_reply(draft, sources, fixed_lines=FIXED_LINES)
     by_label = {p["label"]: p for p in state.get("passages", [])}
     citations = [{"label": label, **_citation(by_label[label])} for label in result.citations]
-    return {"draft": result.text, "messages": [_assistant(result.text, citations=citations)]}
+    return {
+        "draft": result.text,
+        "messages": [_assistant(result.text, citations=citations, removed=result.removed)],
+    }
 
 
 def reply(state: AgentState) -> dict[str, Any]:
@@ -356,7 +359,8 @@ def reply(state: AgentState) -> dict[str, Any]:
         _emit("token", text=word if i == 0 else " " + word)
     for citation in citations:
         _emit("citation", **citation)
-    _emit("message", text=text, citations=citations)
+    removed = last.get("removed", []) if last.get("role") == "assistant" else []
+    _emit("message", text=text, citations=citations, removed=removed)
     update: dict[str, Any] = {"incoming": "", "draft": "", "proposal": None}
     if not last or last.get("role") != "assistant" or last.get("content") != text:
         update["messages"] = [_assistant(text)]

@@ -314,8 +314,11 @@ def test_guard_removes_unsupported_claims_and_cites_passages(
         call("get_order_details", order_id=oid),
         say(f"Order {oid} was paid ${amount:.2f}. You were refunded $987.65 on 2024-02-03."),
     ]
-    text = message(turn(agent, f"what about {oid}?"))
+    events = turn(agent, f"what about {oid}?")
+    text = message(events)
     assert f"{amount:.2f}" in text and "987.65" not in text and "2024-02-03" not in text
+    [final] = [e.data for e in events if e.type == "message"]
+    assert final["removed"] == ["You were refunded $987.65 on 2024-02-03."]
     assert "don't have that information" in text
     model._script[:0] = [
         call("search_policies", query="return window days"),
