@@ -30,7 +30,15 @@ from agent.store.database import AgentRecords
 from agent.systems.billing import Billing
 from agent.systems.crm import CRM
 from agent.tool_specs import TOOL_SPECS, WRITE_TOOLS
-from agent.tools import KnowledgeBaseLike, Session, SupportTools, check_arguments, format_error, format_result
+from agent.tools import (
+    KnowledgeBaseLike,
+    Session,
+    SupportTools,
+    ToolOutcome,
+    check_arguments,
+    format_error,
+    format_result,
+)
 from specialist.errors import SpecialistError
 
 FIXED_LINES = (
@@ -194,8 +202,9 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     try:
         outcome = toolbox.run(call["name"], call["arguments"])
     except Exception as exc:  # a tool that crashes is relayed like a refusal; nothing was written
-        outcome = toolbox.run("think", {"thought": ""})
-        outcome.ok, outcome.content = False, f"Error: the {call['name']} tool failed ({type(exc).__name__})."
+        outcome = ToolOutcome(
+            content=f"Error: the {call['name']} tool failed ({type(exc).__name__}).", ok=False
+        )
     update: dict[str, Any] = {"proposal": None}
     content = outcome.content
     if outcome.passages:

@@ -520,3 +520,37 @@ def test_a_write_that_crashes_midway_leaves_nothing_half_written(
     assert db.export() == before and db.action_count() == 0
     model._script[:0] = [say("Anything else?")]
     assert message(turn(agent, "ok")) == "Anything else?"
+
+
+def test_a_read_tool_that_raises_is_relayed(tmp_path: Any, db: RetailDatabase, kb: Any) -> None:
+    from agent.runtime import build_agent
+    from agent.settings import AgentSettings
+    from agent.systems.billing import SqliteBilling
+    from agent.systems.crm import SqliteCRM
+
+    class BrokenCRM(SqliteCRM):
+        """A CRM whose order look-up crashes."""
+
+        def get_order_details(self, order_id: str) -> dict[str, Any]:
+            raise ConnectionResetError("crm went away")
+
+    _, user, order = user_with(db, "pending")
+    model = ScriptedChatModel()
+    settings = AgentSettings(store_path=tmp_path / "s.sqlite", checkpoint_path=tmp_path / "k.sqlite")
+    agent = build_agent(
+        settings=settings, model=model, kb=kb, store=db, crm=BrokenCRM(db), billing=SqliteBilling(db)
+    )
+    identify(agent, model, user)
+    model._script[:0] = [
+        call("get_order_details", order_id=order["order_id"]),
+        say("Sorry, I can't see it now."),
+    ]
+    events = turn(agent, f"status of {order['order_id']}?")
+    assert tool_results(events) == [
+        {
+            "name": "get_order_details",
+            "ok": False,
+            "content": "Error: the get_order_details tool failed (ConnectionResetError).",
+        }
+    ]
+    assert message(events) == "Sorry, I can't see it now."
