@@ -298,6 +298,7 @@ def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
             text = prompts.APPROVAL_REJECTED
             return {"pending": None, "draft": text, "messages": [_assistant(text)]}
     _emit("tool_start", name=call["name"], arguments=call["arguments"])
+    result: dict[str, Any] = {}
     try:
         result = _tools(state, ctx).write(call["name"], call["arguments"], idempotency_key=pending["key"])
         content, ok = format_result(result), True
@@ -309,7 +310,13 @@ def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
             False,
         )
     _emit("tool_end", name=call["name"], ok=ok, content=content[:2000])
-    return {"pending": None, "messages": [_call_message(call), _tool_message(call, content)]}
+    # The outcome is said by the graph, from the result itself: exact, and one model call fewer.
+    text = prompts.write_done(call["name"], result) if ok else prompts.write_failed(content)
+    return {
+        "pending": None,
+        "draft": text,
+        "messages": [_call_message(call), _tool_message(call, content), _assistant(text)],
+    }
 
 
 def handoff(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

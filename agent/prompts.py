@@ -80,3 +80,17 @@ def phrasing_prompt(draft: str) -> str:
         "Rewrite this customer-support reply to be friendly and clear. Keep every number, id and [label] "
         f"exactly; add no facts.\n\nReply: {draft}"
     )
+
+
+def write_done(name: str, result: dict[str, object]) -> str:
+    """The graph's own report of a completed write, from the system's result."""
+    if name == "modify_user_address":
+        return "Done: your default address is updated. Anything else I can help with?"
+    status = result.get("status", "updated")
+    return f"Done: order {result.get('order_id', '')} is now '{status}'. Anything else I can help with?"
+
+
+def write_failed(error: str) -> str:
+    """The graph's own report of a refused or failed write (nothing was changed)."""
+    reason = error.removeprefix("Error: ").strip()
+    return f"I couldn't do that: {reason} Nothing was changed."

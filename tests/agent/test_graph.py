@@ -230,9 +230,9 @@ def test_policy_errors_are_relayed_and_nothing_changes(
     identify(agent, model, user)
     model._script[:0] = [call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed")]
     turn(agent, f"cancel {order['order_id']}")
-    model._script[:0] = [say("Sorry, that order cannot be cancelled because it is not pending.")]
     events = turn(agent, "yes")
     assert "only pending" in tool_results(events)[0]["content"]
+    assert "only pending" in message(events) and "Nothing was changed" in message(events)
     assert db.get_order(order["order_id"])["status"] == "delivered"
 
 
@@ -514,8 +514,8 @@ def test_a_write_that_crashes_midway_leaves_nothing_half_written(
     before = db.export()
     model._script[:0] = [call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed")]
     turn(agent, "cancel it")
-    model._script[:0] = [say("Sorry, that did not work; nothing was changed.")]
     events = turn(agent, "yes")
+    assert "Nothing was changed" in message(events)
     assert not tool_results(events)[0]["ok"] and "nothing was changed" in tool_results(events)[0]["content"]
     assert db.export() == before and db.action_count() == 0
     model._script[:0] = [say("Anything else?")]
