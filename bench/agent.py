@@ -354,14 +354,12 @@ def _gold_result(crm: SqliteCRM, step: dict[str, Any]) -> str:
 
 
 def load_model(name: str) -> ChatModel:
-    """`base` (untuned SmolLM2-135M-Instruct) or `default` (the promoted behaviour model)."""
-    from agent.backends import build_backend  # the finetune room's in-process backends
+    """`base` (untuned SmolLM2-135M-Instruct) or `default` (the committed/promoted behaviour model)."""
+    from agent.backends import local_model_from_record  # the finetune room's in-process backends
+    from finetune.registry import base_record, default_record
 
-    from agent.settings import ModelSettings
-
-    if name == "base":
-        return build_backend(ModelSettings(backend="local"), variant="base")  # type: ignore[call-arg]
-    return build_backend(ModelSettings(backend="local"))
+    record = base_record() if name == "base" else default_record()
+    return local_model_from_record(record, max_new_tokens=160)
 
 
 # --- the run ---
