@@ -89,3 +89,14 @@ def test_store_commands_seed_and_import(tmp_path: Path, monkeypatch: pytest.Monk
     assert RetailDatabase(tmp_path / "s.sqlite").counts()["users"] == 4
     result = runner.invoke(app, ["store", "import", str(tmp_path / "missing")])
     assert result.exit_code == 2
+
+
+def test_copy_is_consistent_and_independent(tmp_path: Path) -> None:
+    db = RetailDatabase(tmp_path / "a.sqlite")
+    data = generate_demo_data(n_users=5, n_orders=10)
+    db.replace_all(data)
+    copy = db.copy_to(tmp_path / "b.sqlite")
+    assert copy.export() == data
+    with copy.transaction() as conn:
+        conn.execute("DELETE FROM orders")
+    assert db.export() == data and copy.counts()["orders"] == 0
