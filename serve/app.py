@@ -34,7 +34,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(level=settings.serve.log_level, json_lines=settings.serve.log_json)
+        restore_logging = configure_logging(
+            level=settings.serve.log_level, json_lines=settings.serve.log_json
+        )
         discovery = Discovery(settings.serve.discovery_path) if advertise else None
         try:
             services.warm_up()
@@ -46,6 +48,7 @@ def create_app(
             if discovery is not None:
                 discovery.withdraw()
             services.close()
+            restore_logging()
 
     app = FastAPI(
         title="specialist",

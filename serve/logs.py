@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -41,18 +42,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:
-    """Send the service's logs to stderr, as JSON lines unless `json_lines` is off."""
+def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> Callable[[], None]:
+    """Send the service's logs to stderr (JSON lines unless `json_lines` is off); returns an undo."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter() if json_lines else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     root = logging.getLogger()
-    for old in list(root.handlers):
-        if getattr(old, "_specialist", False):
-            root.removeHandler(old)
-    handler._specialist = True  # type: ignore[attr-defined]
+    previous_level = root.level
+    access = logging.getLogger("uvicorn.access")
+    previous_access = access.disabled
     root.addHandler(handler)
     root.setLevel(level.upper())
     # uvicorn's access log duplicates ours (which has ids and latency).
-    logging.getLogger("uvicorn.access").disabled = True
+    access.disabled = True
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+        access.disabled = previous_access
+
+    return restore

@@ -60,6 +60,7 @@ class TurnOut(BaseModel):
     """A whole turn's events, for clients that ask for JSON instead of a stream."""
 
     conversation_id: str
+    model: str
     events: list[EventOut]
 
 

@@ -79,6 +79,7 @@ async def send_message(
         raise InvalidInput("message is empty")
     svc.check_backends()
     agent = svc.agent()
+    model_name = str(getattr(agent.model, "name", "unknown"))  # the model this turn runs on
     svc.turn_gate.enter(conv.id)
 
     def finish(events: list[TurnEvent]) -> None:
@@ -106,6 +107,7 @@ async def send_message(
 
     if not stream:
         return {
+            "model": model_name,
             "conversation_id": conv.id,
             "events": [{"type": e.type, "data": e.data} async for e in all_events()],
         }
@@ -116,7 +118,8 @@ async def send_message(
             n += 1
             yield ServerSentEvent(data=json.dumps(event.data, default=str), event=event.type, id=str(n))
 
-    return EventSourceResponse(sse(), ping=15, headers={"X-Conversation-ID": conv.id})
+    headers = {"X-Conversation-ID": conv.id, "X-Model": model_name}
+    return EventSourceResponse(sse(), ping=15, headers=headers)
 
 
 def _jsonable(message: Any) -> Any:
