@@ -1,0 +1,152 @@
+"""The in-process behaviour model on transformers: base weights + the live LoRA adapter, merged, on CPU."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.chat_model import ChatMessage, ChatReply, ToolSpec
+from agent.tool_format import END_OF_TURN, parse_reply, prompt_text
+from specialist.errors import ModelUnavailable
+
+
+class TransformersChatModel:
+    """SmolLM2 (or any causal LM folder) + optional LoRA adapter; greedy decoding; reloadable."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        adapter_dir: Path | None = None,
+        name: str = "local",
+        max_new_tokens: int = 256,
+    ) -> None:
+        self.name = name
+        self.max_new_tokens = max_new_tokens
+        self._lock = threading.Lock()
+        self._model, self._tokenizer = self._load(base_dir, adapter_dir)
+        self.record: dict[str, Any] = {"base_dir": str(base_dir), "adapter_dir": str(adapter_dir or "")}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], *, max_new_tokens: int = 256) -> TransformersChatModel:
+        """Build from a live-model record (`base_dir`, optional `adapter_dir`, `name`)."""
+        model = cls(
+            Path(record["base_dir"]),
+            adapter_dir=Path(record["adapter_dir"]) if record.get("adapter_dir") else None,
+            name=str(record.get("name", "local")),
+            max_new_tokens=max_new_tokens,
+        )
+        model.record = dict(record)
+        return model
+
+    @staticmethod
+    def _load(base_dir: Path, adapter_dir: Path | None) -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not (base_dir / "config.json").exists():
+            raise ModelUnavailable(f"base model folder missing: {base_dir}")
+        tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+        if adapter_dir is not None:
+            if not (adapter_dir / "adapter_config.json").exists():
+                raise ModelUnavailable(f"adapter missing: {adapter_dir}")
+            from peft import PeftModel
+
+            # merged into the weights: no LoRA overhead per token
+            model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+        model.eval()
+        return model, tokenizer
+
+    def reload(self, record: dict[str, Any]) -> None:
+        """Swap in another live model (e.g. a newly promoted adapter) without restarting."""
+        adapter = Path(record["adapter_dir"]) if record.get("adapter_dir") else None
+        model, tokenizer = self._load(Path(record["base_dir"]), adapter)
+        with self._lock:
+            self._model, self._tokenizer = model, tokenizer
+            self.name = str(record.get("name", self.name))
+            self.record = dict(record)
+
+    def prompt(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> str:
+        """The exact prompt text the model sees."""
+        return prompt_text(self._tokenizer, messages, tools)
+
+    def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
+        """Greedy completion of one conversation."""
+        return self.complete_batch([(messages, tools)])[0]
+
+    def complete_batch(
+        self,
+        items: Sequence[tuple[Sequence[ChatMessage], Sequence[ToolSpec]]],
+        *,
+        max_new_tokens: int | None = None,
+        action_only: bool = False,
+    ) -> list[ChatReply]:
+        """Greedy completions of several conversations at once (left-padded batch).
+
+        `action_only` stops a row once its action is known (a finished tool call, or a reply that did not
+        start with one): enough for next-action scoring, several times faster.
+        """
+        import torch
+
+        with self._lock:
+            model, tok = self._model, self._tokenizer
+            prompts = [prompt_text(tok, m, t) for m, t in items]
+            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            stop = [_ActionStop(tok, enc["input_ids"].shape[1])] if action_only else []
+            with torch.inference_mode():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens or self.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.convert_tokens_to_ids(END_OF_TURN),
+                    stopping_criteria=stop or None,
+                )
+        replies = []
+        for row, ids in enumerate(out):
+            new = ids[enc["input_ids"].shape[1] :]
+            raw = tok.decode(new, skip_special_tokens=False).split(END_OF_TURN)[0]
+            raw = raw.replace(tok.pad_token or "", "") if tok.pad_token != END_OF_TURN else raw
+            parsed = parse_reply(raw)
+            replies.append(
+                ChatReply(
+                    text=parsed.text,
+                    tool_calls=parsed.tool_calls,
+                    raw=raw,
+                    prompt_tokens=int(enc["attention_mask"][row].sum()),
+                    completion_tokens=int((new != tok.pad_token_id).sum()),
+                )
+            )
+        return replies
+
+    def stream(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> Iterator[str]:
+        """Yield the reply text word by word (tool calls are not streamed)."""
+        reply = self.complete(messages, tools)
+        for i, word in enumerate(reply.text.split(" ")):
+            yield word if i == 0 else " " + word
+
+
+class _ActionStop:
+    """Per-row stop: after `</tool_call>`, or once a row has written some text that is not a tool call."""
+
+    def __init__(self, tokenizer: Any, prompt_len: int, reply_tokens: int = 16) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.reply_tokens = reply_tokens
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = []
+        for row in input_ids:
+            new = row[self.prompt_len :]
+            text = self.tokenizer.decode(new, skip_special_tokens=False)
+            finished = "</tool_call>" in text or END_OF_TURN in text
+            done.append(finished or (len(new) >= self.reply_tokens and "<tool_call>" not in text))
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

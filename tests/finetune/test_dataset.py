@@ -1,0 +1,65 @@
+"""The dataset builder: SFT steps, DPO pairs, de-duplication, split by conversation, content hashes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from finetune.dataset import (
+    DPO_TRAIN,
+    SFT_TRAIN,
+    SFT_VAL,
+    DatasetBuild,
+    build_dataset,
+    content_hash,
+    read_jsonl,
+)
+
+
+def test_sft_steps_cover_every_assistant_message(dataset: DatasetBuild, demo_transcripts: Path) -> None:
+    rows = read_jsonl(dataset.out_dir / SFT_TRAIN) + read_jsonl(dataset.out_dir / SFT_VAL)
+    assistant_steps = sum(
+        1
+        for line in demo_transcripts.read_text().splitlines()
+        for m in json.loads(line)["messages"]
+        if m["role"] == "assistant"
+    )
+    assert len(rows) == assistant_steps
+    for row in rows:
+        assert row["completion"][0]["role"] == "assistant"
+        assert len(row["prompt"]) == row["step"] and row["tools"]
+
+
+def test_split_is_by_conversation_and_hashes_match(dataset: DatasetBuild) -> None:
+    train = {r["conversation_id"] for r in read_jsonl(dataset.out_dir / SFT_TRAIN)}
+    val = {r["conversation_id"] for r in read_jsonl(dataset.out_dir / SFT_VAL)}
+    assert train and not train & val
+    for name, digest in dataset.manifest["files"].items():
+        assert content_hash(dataset.out_dir / name) == digest
+    assert dataset.manifest["scrub"]["replaced"]["EMAIL"] > 0
+
+
+def test_dpo_pairs_from_corrections_and_ratings_and_dedup(tmp_path: Path, demo_transcripts: Path) -> None:
+    first = json.loads(demo_transcripts.read_text().splitlines()[0])
+    idx = next(i for i, m in enumerate(first["messages"]) if m["role"] == "assistant")
+    corrected = {
+        **first,
+        "id": "corr",
+        "corrections": [{"index": idx, "message": {"role": "assistant", "content": "Better."}}],
+    }
+    worse = json.loads(json.dumps(first))
+    worse["id"], worse["rating"] = "worse", 1
+    worse["messages"][idx] = {"role": "assistant", "content": "Whatever."}
+    worse["messages"] = worse["messages"][: idx + 1]
+    good = {**first, "id": "good", "rating": 5}
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in [corrected, worse, good, good]) + "\n")
+    built = build_dataset([src], tmp_path / "ds", val_fraction=0.0, scrub=False)
+    pairs = read_jsonl(tmp_path / "ds" / DPO_TRAIN)
+    sources = sorted(p["source"] for p in pairs)
+    assert sources == ["correction", "rating"]
+    corr = next(p for p in pairs if p["source"] == "correction")
+    assert corr["chosen"][0]["content"] == "Better." and corr["rejected"][0] == first["messages"][idx]
+    rated = next(p for p in pairs if p["source"] == "rating")
+    assert rated["rejected"][0]["content"] == "Whatever."
+    assert built.manifest["conversations"]["train"] == 3  # the duplicate 'good' line was dropped
