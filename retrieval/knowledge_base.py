@@ -292,7 +292,10 @@ def open_knowledge_base(
     try:
         if embedder is None:
             embedder = DenseEmbedder(
-                settings.embedder, threads=settings.torch_threads, cache_size=settings.query_cache_size
+                settings.embedder,
+                threads=settings.torch_threads,
+                cache_size=settings.query_cache_size,
+                query_windows=settings.query_windows,
             )
         return KnowledgeBase(
             catalog=catalog,

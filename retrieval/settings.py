@@ -25,5 +25,6 @@ class RetrievalSettings(BaseModel):
     # BM25 length normalisation uses an expected chunk length in words (chunks are ~150 words).
     bm25_avg_len: float = Field(default=120.0, gt=0)
     query_cache_size: int = Field(default=256, ge=0)
-    # Dense query text is truncated by the embedder at 256 tokens; long customer messages keep their head.
+    # The embedder reads 256 tokens; >1 embeds a longer query as up to N windows, averaged (slower).
+    query_windows: int = Field(default=1, ge=1, le=8)
     reranker: Literal["none"] = "none"
