@@ -21,28 +21,6 @@ from specialist.errors import InvalidInput, NotFound, SpecialistError, ToolDenie
 ANOTHER_CUSTOMER = "I can only help the customer I identified in this conversation, with their own account."
 
 
-class CitationLike(Protocol):
-    """What the agent reads of a retrieval.Citation."""
-
-    doc_id: str
-    title: str
-    section: str
-    version: int
-
-
-class PassageLike(Protocol):
-    """What the agent reads of a retrieval.Passage."""
-
-    text: str
-    score: float
-    chunk_id: str
-
-    @property
-    def citation(self) -> Any:
-        """The passage's citation."""
-        ...
-
-
 class KnowledgeBaseLike(Protocol):
     """The knowledge-base interface of retrieval.open_knowledge_base (search only)."""
 
