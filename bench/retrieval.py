@@ -100,6 +100,7 @@ def evaluate_methods(kb: KnowledgeBase, queries: list[dict[str, Any]]) -> dict[s
         results[method] = score(rankings, queries)
     # Variant: the scenarios run to ~700 tokens and the embedder reads 256; embed up to 3 windows, averaged.
     kb.embedder.query_windows = 3
+    kb.embedder.clear_cache()
     for method in ("dense", "hybrid"):
         rankings = [
             ranked_docs([p.citation.doc_id for p in kb.search(q["user_scenario"], k=DEPTH, mode=method)])  # type: ignore[arg-type]
@@ -107,6 +108,7 @@ def evaluate_methods(kb: KnowledgeBase, queries: list[dict[str, Any]]) -> dict[s
         ]
         results[f"{method}_windowed"] = score(rankings, queries)
     kb.embedder.query_windows = 1
+    kb.embedder.clear_cache()
     return results
 
 
