@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from specialist.errors import BackendUnavailable
@@ -12,19 +13,23 @@ from specialist.errors import BackendUnavailable
 # How often a request may probe a backend that is down (others get 503 at once meanwhile).
 PROBE_INTERVAL_S = 1.0
 
-_turn_failures = threading.local()
+# Per turn, a list the metering wrappers append backend failures to. A ContextVar (not a thread-local):
+# the agent's graph runs its nodes on its own executor threads, which copy the caller's context.
+_turn_failures: ContextVar[list[BackendUnavailable] | None] = ContextVar("turn_failures", default=None)
+
+
+def start_turn() -> list[BackendUnavailable]:
+    """Begin collecting the backend failures of the turn running in this context."""
+    failures: list[BackendUnavailable] = []
+    _turn_failures.set(failures)
+    return failures
 
 
 def note_turn_failure(exc: BackendUnavailable) -> None:
-    """Remember, for the turn running on this thread, that a backend failed."""
-    _turn_failures.error = exc
-
-
-def take_turn_failure() -> BackendUnavailable | None:
-    """The backend failure noted on this thread since the last call, if any."""
-    error: BackendUnavailable | None = getattr(_turn_failures, "error", None)
-    _turn_failures.error = None
-    return error
+    """Remember, for the turn running in this context, that a backend failed."""
+    failures = _turn_failures.get()
+    if failures is not None:
+        failures.append(exc)
 
 
 @dataclass

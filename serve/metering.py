@@ -56,9 +56,17 @@ class MeteredChatModel:
 
     def __init__(self, model: ChatModel, metrics: Metrics, breaker: BackendBreaker) -> None:
         self.inner = model
-        self.name = model.name
         self._metrics = metrics
         self._breaker = breaker
+
+    @property
+    def name(self) -> str:
+        """The wrapped model's current name (it changes when a backend reloads in place)."""
+        return str(self.inner.name)
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.inner.name = value
 
     def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
         """One model call, timed and counted; a backend failure marks the model down."""

@@ -173,9 +173,23 @@ class Services:
         return saver
 
     def reload_model(self) -> str:
-        """Load the registry's live model and hand it to the agent; the next turn uses it."""
-        raw = self._build_model()
-        metered = MeteredChatModel(raw, self.metrics, self.breaker)
+        """Serve the registry's live model from the next turn on (no restart).
+
+        A backend that can reload in place (in-process weights, vLLM's runtime LoRA load) does so;
+        otherwise a new model is built and handed to the agent.
+        """
+        with self._lock:
+            current = self._model
+        live = self.registry().live()
+        # A promoted run reloads in place; the default or base model is rebuilt from settings (for vLLM
+        # that addresses the model it was started with instead of a runtime-loaded adapter).
+        if current is not None and self._fixed_model is None and live.get("kind") == "run":
+            reload = getattr(current.inner, "reload", None)
+            if callable(reload):
+                reload(live)
+                log.info("model reloaded in place", extra={"model": current.name})
+                return current.name
+        metered = MeteredChatModel(self._build_model(), self.metrics, self.breaker)
         with self._lock:
             self._model = metered
             if self._agent is not None:

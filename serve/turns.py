@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from serve.breaker import take_turn_failure
+from serve.breaker import start_turn
 from serve.logs import conversation_id_var, request_id_var
 from serve.metrics import Metrics
 from specialist.errors import Conflict, SpecialistError
@@ -85,7 +85,7 @@ class Turn:
         request_id_var.set(request_id)
         conversation_id_var.set(self._conversation_id)
         seen: list[TurnEvent] = []
-        take_turn_failure()
+        failures = start_turn()
         failed_before_output = False
         try:
             for raw in run():
@@ -94,12 +94,11 @@ class Turn:
                 self._count(event)
                 if failed_before_output:
                     continue  # the caller already got a 503; let the agent finish its bookkeeping
-                if event.type == "error" and all(e.type == "error" for e in seen):
-                    failure = take_turn_failure()
-                    if failure is not None:
-                        failed_before_output = True
-                        self._put(failure)
-                        continue
+                # A backend failure before anything reached the customer becomes a 503 (Retry-After).
+                if event.type == "error" and failures and all(e.type == "error" for e in seen):
+                    failed_before_output = True
+                    self._put(failures[-1])
+                    continue
                 self._put(event)
         except BaseException as exc:  # handed to the loop, which maps or reports it
             self._put(exc)

@@ -99,13 +99,16 @@ async function open(id) {
 }
 
 async function newConversation() {
+  if (busy) return;
   showError("");
+  busy = true; $("send").disabled = true;
   try {
     conversation = await Api.call("POST", "/api/conversations");
     $("log").replaceChildren();
     setState(conversation);
-    await loadConversations();
   } catch (err) { showError(err.message); }
+  finally { busy = false; $("send").disabled = false; }
+  await loadConversations();
 }
 
 async function send(event) {

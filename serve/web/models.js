@@ -44,19 +44,20 @@ function bars(gate) {
   return svg;
 }
 
-async function chartImage(run) {
-  const files = run.charts || run.files || [];
-  const png = (Array.isArray(files) ? files : []).find((f) => String(f).endsWith(".png") && String(f).includes("gate"))
-    || (run.gate_chart ? run.gate_chart : null);
-  if (!png) return null;
-  const name = String(png).split("/").pop();
-  const url = await Api.blobUrl(`/api/models/runs/${encodeURIComponent(runId(run))}/files/${encodeURIComponent(name)}`);
-  return url ? Api.el("img", { src: url, alt: "gate chart", "data-testid": "gate-png", style: "max-width:100%" }) : null;
+// The run's PNG charts (gate: base vs candidate per category; loss curve), fetched with the key.
+async function chartImages(run) {
+  const out = [];
+  for (const name of run.charts || []) {
+    const url = await Api.blobUrl(`/api/models/runs/${encodeURIComponent(runId(run))}/files/${encodeURIComponent(name)}`);
+    if (url) out.push(Api.el("img", { src: url, alt: name, "data-testid": `chart-${name}`, style: "max-width:48%;margin-right:1%" }));
+  }
+  return out;
 }
 
 async function renderRuns(data) {
   const live = liveId(data.live);
-  $("live").textContent = live ? `live: ${live}` : "live: the base model (nothing promoted)";
+  const kind = data.live && data.live.kind ? ` (${data.live.kind})` : "";
+  $("live").textContent = live ? `live: ${live}${kind}` : "live: the default model";
   const rows = [];
   for (const run of data.runs) {
     const id = runId(run);
@@ -70,13 +71,16 @@ async function renderRuns(data) {
       Api.el("button", { class: "primary", style: "margin-left:auto", "data-testid": "promote", "data-run-id": id,
         onclick: () => promote(id) }, "Promote"));
     const detail = Api.el("div", {});
+    detail.append(Api.el("div", { class: "muted" }, `status: ${run.status || "?"}${run.kind ? " · " + run.kind : ""}`));
     if (gate) {
-      const summary = ["base_next_action_acc", "candidate_next_action_acc", "delta", "reason"]
-        .filter((k) => gate[k] !== undefined).map((k) => `${k}: ${gate[k]}`).join(" · ");
-      detail.append(Api.el("div", { class: "muted" }, summary));
+      const pct = (x) => (typeof x === "number" ? (x * 100).toFixed(1) + "%" : "?");
+      const b = gate.base || {}, c = gate.candidate || {};
+      detail.append(Api.el("div", { "data-testid": "gate-summary" },
+        `next-action accuracy ${pct(b.next_action_acc)} → ${pct(c.next_action_acc)}; validity ${pct(b.valid_rate)} → ${pct(c.valid_rate)}`));
+      if (gate.reason) detail.append(Api.el("div", { class: "muted" }, gate.reason));
       const svg = bars(gate); if (svg) detail.append(svg);
     }
-    const img = await chartImage(run); if (img) detail.append(img);
+    for (const img of await chartImages(run)) detail.append(img);
     rows.push(Api.el("div", { "data-testid": "run", "data-run-id": id, style: "border-bottom:1px solid var(--line);padding:.6rem 0" }, head, detail));
   }
   $("runs").replaceChildren(...(rows.length ? rows : [Api.el("div", { class: "muted" }, "no runs yet")]));

@@ -13,12 +13,13 @@ import pytest
 from serve.auth import Role
 from tests.serve.conftest import ingest_demo, make_settings, seed_store
 from tests.serve.live import live_server
+from tests.serve.runs import make_run
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-WAIT_S = 30
+WAIT_S = 60
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +61,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     settings = make_settings(tmp_path_factory.mktemp("browser"))
     customers = seed_store(settings)
     ingest_demo(settings)
+    make_run(settings.finetune.runs_dir, "run-good", passed=True)
+    make_run(settings.finetune.runs_dir, "run-bad", passed=False)
     with live_server(settings) as (base, services):
         keys = {
             "customer": services.keys.create(role=Role.customer, customer_id=customers[0]).secret,
@@ -79,10 +82,11 @@ def _ask(driver: Any, base: str, key: str, question: str) -> Any:
     """Open the chat page in a new conversation, ask, and return the finished assistant message."""
     from selenium.webdriver.common.by import By
 
+    driver.get("about:blank")  # a real load, not a same-page hash change
     driver.get(f"{base}/chat#key={key}")
     _wait(driver).until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=new-conversation]"))
     driver.find_element(By.CSS_SELECTOR, "[data-testid=new-conversation]").click()
-    _wait(driver).until(lambda d: d.execute_script("return conversation !== null"))
+    _wait(driver).until(lambda d: d.execute_script("return conversation !== null && !busy"))
     box = driver.find_element(By.CSS_SELECTOR, "[data-testid=chat-input]")
     box.send_keys(question)
     driver.find_element(By.CSS_SELECTOR, "[data-testid=chat-send]").click()
@@ -143,3 +147,31 @@ def test_content_owner_deletes_a_policy_and_answers_stop_citing_it(
         c.get_attribute("data-doc-id") for c in after.find_elements(By.CSS_SELECTOR, "[data-testid=citation]")
     ]
     assert "gift-cards" not in cited
+
+
+def test_engineer_promotes_a_model(browser: Any, site: tuple[str, dict[str, str]]) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, keys = site
+    browser.get(f"{base}/models#key={keys['engineer']}")
+    good = "[data-testid=run][data-run-id=run-good]"
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{good} [data-testid=gate-badge]"))
+    assert browser.find_element(By.CSS_SELECTOR, f"{good} [data-testid=gate-badge]").text == "gate passed"
+    assert browser.find_elements(By.CSS_SELECTOR, f"{good} [data-testid=gate-chart] rect")
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{good} [data-testid='chart-gate.png']"))
+    assert "default" in browser.find_element(By.CSS_SELECTOR, "[data-testid=live-model]").text
+
+    bad = "[data-testid=run][data-run-id=run-bad]"
+    browser.find_element(By.CSS_SELECTOR, f"{bad} [data-testid=promote]").click()
+    _wait(browser).until(
+        lambda d: "failed its gate" in d.find_element(By.CSS_SELECTOR, "[data-testid=models-error]").text
+    )
+
+    browser.find_element(By.CSS_SELECTOR, f"{good} [data-testid=promote]").click()
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, f"{good} [data-testid=live-badge]"))
+    assert "run-good" in browser.find_element(By.CSS_SELECTOR, "[data-testid=live-model]").text
+    assert browser.find_element(By.CSS_SELECTOR, "[data-testid=models-error]").text == ""
+
+    # The customer's next answer comes from the service with the promoted model, without a restart.
+    answer = _ask(browser, base, keys["customer"], "How long do I have to return an item?")
+    assert answer.find_elements(By.CSS_SELECTOR, "[data-testid=citation]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ router = APIRouter(prefix="/api/models", tags=["engineers"])
 def list_runs(who: Principal = Depends(engineer_only), svc: Services = Depends(services)) -> dict[str, Any]:
     """Every training run with its gate report, and the live record."""
     registry = svc.registry()
-    runs = [_run_out(jsonable(r)) for r in registry.list_runs()]
+    runs = [_with_charts(jsonable(r)) for r in registry.list_runs()]
     return {"live": jsonable(registry.live()), "runs": runs}
 
 
@@ -74,5 +75,25 @@ def _run_file(runs_dir: Path, run_id: str, name: str) -> Path:
     raise NotFound(f"no file {name!r} in run {run_id!r}")
 
 
-def _run_out(run: Any) -> dict[str, Any]:
-    return run if isinstance(run, dict) else {"run": run}
+def _with_charts(run: dict[str, Any]) -> dict[str, Any]:
+    """Add the run's chart files and, from gate/gate.json, next-action accuracy per category."""
+    folder = Path(str(run.pop("path", "")))
+    run["charts"] = [p.name for p in (folder / "gate" / "gate.png", folder / "loss.png") if p.is_file()]
+    gate = run.get("gate")
+    report = folder / "gate" / "gate.json"
+    if isinstance(gate, dict) and report.is_file():
+        try:
+            data = json.loads(report.read_text())
+            base = data["base_report"]["per_category"]
+            cand = data["candidate_report"]["per_category"]
+            gate["per_category"] = {
+                cat: {
+                    "n": (cand.get(cat) or base.get(cat) or {}).get("n", 0),
+                    "base": (base.get(cat) or {}).get("acc", 0.0),
+                    "candidate": (cand.get(cat) or {}).get("acc", 0.0),
+                }
+                for cat in sorted(set(base) | set(cand))
+            }
+        except (ValueError, KeyError, TypeError):
+            pass  # a report in another shape still shows its summary
+    return run
