@@ -721,7 +721,11 @@ def _record(b: Builder, conv_id: str, recipe: str) -> dict[str, Any]:
         "tools": TOOL_SPECS,
         "outcome": "resolved",
         "rating": 5,
-        "metadata": {"recipe": recipe, "step_categories": b.categories},
+        # indices count the system message that leads every transcript
+        "metadata": {
+            "recipe": recipe,
+            "step_categories": {str(int(k) + 1): v for k, v in b.categories.items()},
+        },
     }
 
 

@@ -1,0 +1,112 @@
+"""The in-process behaviour model on llama.cpp: the base GGUF plus the adapter as a GGUF LoRA."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.chat_model import ChatMessage, ChatReply, ToolSpec
+from agent.tool_format import END_OF_TURN, chat_messages, chatml, parse_reply
+from specialist.errors import ModelUnavailable
+
+
+def patched_llama() -> Any:
+    """llama_cpp.Llama with llama.cpp's extra weight buffers (AMX repacking) off.
+
+    With them on, decoding crashes (SIGSEGV) on this machine's AMX CPU with llama-cpp-python 0.3.36.
+    """
+    import llama_cpp.llama_cpp as lib
+    from llama_cpp import Llama
+
+    if not getattr(lib, "_specialist_patched", False):
+        default = lib.llama_model_default_params
+
+        def without_extra_buffers() -> Any:
+            params = default()
+            params.use_extra_bufts = False
+            return params
+
+        lib.llama_model_default_params = without_extra_buffers
+        lib._specialist_patched = True
+    return Llama
+
+
+class LlamaCppChatModel:
+    """Greedy decoding with llama-cpp-python; `reload()` swaps in a newly promoted adapter."""
+
+    def __init__(
+        self,
+        gguf: Path,
+        *,
+        lora: Path | None = None,
+        name: str = "llama.cpp",
+        max_new_tokens: int = 256,
+        threads: int = 2,
+        n_ctx: int = 2048,
+    ) -> None:
+        self.name = name
+        self.max_new_tokens = max_new_tokens
+        self._threads, self._n_ctx = threads, n_ctx
+        self._lock = threading.Lock()
+        self._llm = self._load(gguf, lora)
+        self.record: dict[str, Any] = {"base_gguf": str(gguf), "gguf_lora": str(lora) if lora else None}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], *, max_new_tokens: int = 256) -> LlamaCppChatModel:
+        """Build from a live-model record (`base_gguf`, optional `gguf_lora`, `name`)."""
+        model = cls(
+            Path(record["base_gguf"]),
+            lora=Path(record["gguf_lora"]) if record.get("gguf_lora") else None,
+            name=str(record.get("name", "llama.cpp")),
+            max_new_tokens=max_new_tokens,
+        )
+        model.record = dict(record)
+        return model
+
+    def _load(self, gguf: Path, lora: Path | None) -> Any:
+        for path in (gguf, lora):
+            if path is not None and not path.exists():
+                raise ModelUnavailable(f"model file missing: {path}")
+        Llama = patched_llama()
+        return Llama(
+            model_path=str(gguf),
+            lora_path=str(lora) if lora else None,
+            n_ctx=self._n_ctx,
+            n_threads=self._threads,
+            verbose=False,
+        )
+
+    def reload(self, record: dict[str, Any]) -> None:
+        """Swap in another live model without restarting."""
+        lora = Path(record["gguf_lora"]) if record.get("gguf_lora") else None
+        llm = self._load(Path(record["base_gguf"]), lora)
+        with self._lock:
+            self._llm = llm
+            self.name = str(record.get("name", self.name))
+            self.record = dict(record)
+
+    def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
+        """Greedy completion of one conversation (same prompt as training: compact ChatML)."""
+        prompt = chatml(chat_messages(messages, tools))
+        with self._lock:
+            out = self._llm.create_completion(
+                prompt=prompt, max_tokens=self.max_new_tokens, temperature=0.0, stop=[END_OF_TURN]
+            )
+        raw = str(out["choices"][0]["text"])
+        parsed = parse_reply(raw)
+        usage = out.get("usage") or {}
+        return ChatReply(
+            text=parsed.text,
+            tool_calls=parsed.tool_calls,
+            raw=raw,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
+
+    def stream(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> Iterator[str]:
+        """Yield the reply text word by word (tool calls are not streamed)."""
+        reply = self.complete(messages, tools)
+        for i, word in enumerate(reply.text.split(" ")):
+            yield word if i == 0 else " " + word
