@@ -29,7 +29,7 @@ def patched_llama() -> Any:
             return params
 
         lib.llama_model_default_params = without_extra_buffers
-        lib._specialist_patched = True
+        lib._specialist_patched = True  # type: ignore[attr-defined]
     return Llama
 
 
