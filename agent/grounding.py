@@ -201,6 +201,24 @@ def _is_policy_claim(sentence: str) -> bool:
     return not opening.startswith(_NOT_CLAIMS)
 
 
+_BUSINESS = re.compile(
+    r"^(?:yes|no|our|we)\b|\b(?:we (?:offer|have|accept|ship|sell|provide|do|don't|can't|support|give)|"
+    r"our (?:store|company|ceo|shop|stores|team|office|warehouse)|(?:is|are) (?:available|included|free))\b",
+    re.IGNORECASE,
+)
+_HELPING = re.compile(
+    r"^(?:we(?:'ll| will| can| are happy| would be happy)|no problem|yes,? (?:I|of course))\b", re.I
+)
+
+
+def _is_business_claim(sentence: str) -> bool:
+    """A statement about what the store is or does ("We ship to Mars", "Our CEO is ...")."""
+    text = sentence.strip()
+    if "?" in text or _HELPING.search(text) or text.lower().startswith(_NOT_CLAIMS):
+        return False
+    return bool(_BUSINESS.search(text))
+
+
 def _stems(text: str) -> set[str]:
     # A five-letter prefix is a crude stem: "returns"/"returned" match "return".
     return {w[:5] for w in _WORD.findall(text.lower()) if w not in _STOP}
@@ -239,7 +257,7 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
                 break
             if isinstance(where, str):
                 backing.add(where)
-        if ok and _is_policy_claim(body):
+        if ok and (_is_policy_claim(body) or _is_business_claim(body)):
             # The customer's own words never back a policy statement: only passages and tool results do.
             backers = [s for s in sources if not s.from_customer]
             best = max(backers, key=lambda s: _overlap(body, s.text), default=None)

@@ -42,3 +42,15 @@ def test_customer_words_do_not_back_a_policy_but_questions_pass() -> None:
 def test_unknown_labels_are_dropped() -> None:
     result = check_reply("Returns are accepted within 30 days [made-up-9].", [POLICY])
     assert "[made-up-9]" not in result.text and "[returns-1]" in result.text
+
+
+def test_unsupported_statements_about_the_store_are_replaced() -> None:
+    for claim in [
+        "Our CEO is John Smith.",
+        "Yes, we have a store in Lisbon.",
+        "We accept bitcoin for all orders.",
+    ]:
+        result = check_reply(claim, [POLICY, ORDER])
+        assert result.removed == [claim], claim
+    kept = check_reply("We'll sort this out together. Yes, I can help with that.", [POLICY])
+    assert kept.removed == []
