@@ -272,6 +272,7 @@ class Services:
                 self._kb.close()
             self._kb = self._ingestor = self._agent = self._model = None
         self.executor.shutdown(wait=True, cancel_futures=False)
+        self.db.close()
 
 
 def jsonable(value: Any) -> Any:

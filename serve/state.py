@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,26 +37,33 @@ CREATE INDEX IF NOT EXISTS conversations_by_customer ON conversations (customer_
 
 
 class StateDB:
-    """A path to the service's SQLite file, with the schema applied on open."""
+    """The service's SQLite file: one connection kept open (WAL), used under a lock."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+        # One long-lived connection: closing the last connection of a WAL database checkpoints and
+        # fsyncs (~15 ms a call here when each call opened and closed its own).
+        self._conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: no fsync per commit, and still never a corrupt file after a crash.
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection that commits on success and always closes."""
-        conn = sqlite3.connect(self.path, timeout=10.0)
-        conn.row_factory = sqlite3.Row
-        try:
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+        """The connection, held alone; commits on success, rolls back on error."""
+        with self._lock, self._conn:
+            yield self._conn
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
 
     def put_meta(self, key: str, value: Any) -> None:
         """Store a JSON value under a key."""

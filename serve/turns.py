@@ -141,25 +141,39 @@ class Turn:
         while (await self._queue.get()) is not _END:
             pass
 
-    async def events(self) -> AsyncIterator[TurnEvent]:
-        """Every event after the first; a failure mid-stream becomes an `error` event then `done`."""
+    async def batches(self) -> AsyncIterator[list[TurnEvent]]:
+        """The events after the first, all that are queued at once in one batch (one write per burst)."""
         done_seen = self._first is not None and self._first.type == "done"
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                break
-            if isinstance(item, SpecialistError):
-                self._metrics.errors.labels(type(item).__name__).inc()
-                yield TurnEvent("error", {"message": str(item), "type": type(item).__name__})
-                continue
-            if isinstance(item, BaseException):
-                log.error("turn failed mid-stream", exc_info=item)
-                self._metrics.errors.labels("internal").inc()
-                yield TurnEvent(
-                    "error", {"message": "internal error; quote the request id when reporting it"}
-                )
-                continue
-            done_seen = done_seen or item.type == "done"
-            yield item
-        if not done_seen:
-            yield TurnEvent("done", {})
+        finished = False
+        while not finished:
+            items = [await self._queue.get()]
+            while not self._queue.empty():
+                items.append(self._queue.get_nowait())
+            batch: list[TurnEvent] = []
+            for item in items:
+                if item is _END:
+                    finished = True
+                    break
+                event = self._as_event(item)
+                done_seen = done_seen or event.type == "done"
+                batch.append(event)
+            if finished and not done_seen:
+                batch.append(TurnEvent("done", {}))
+            if batch:
+                yield batch
+
+    async def events(self) -> AsyncIterator[TurnEvent]:
+        """Every event after the first, one at a time."""
+        async for batch in self.batches():
+            for event in batch:
+                yield event
+
+    def _as_event(self, item: Any) -> TurnEvent:
+        if isinstance(item, TurnEvent):
+            return item
+        if isinstance(item, SpecialistError):
+            self._metrics.errors.labels(type(item).__name__).inc()
+            return TurnEvent("error", {"message": str(item), "type": type(item).__name__})
+        log.error("turn failed mid-stream", exc_info=item)
+        self._metrics.errors.labels("internal").inc()
+        return TurnEvent("error", {"message": "internal error; quote the request id when reporting it"})

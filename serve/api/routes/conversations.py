@@ -112,11 +112,22 @@ async def send_message(
             "events": [{"type": e.type, "data": e.data} async for e in all_events()],
         }
 
-    async def sse() -> AsyncIterator[ServerSentEvent]:
+    async def sse() -> AsyncIterator[bytes]:
         n = 0
-        async for event in all_events():
-            n += 1
-            yield ServerSentEvent(data=json.dumps(event.data, default=str), event=event.type, id=str(n))
+
+        def encode(batch: list[TurnEvent]) -> bytes:
+            nonlocal n
+            out = []
+            for event in batch:
+                n += 1
+                data = json.dumps(event.data, default=str)
+                out.append(ServerSentEvent(data=data, event=event.type, id=str(n)).encode())
+            return b"".join(out)
+
+        if first is not None:
+            yield encode([first])
+        async for batch in turn.batches():
+            yield encode(batch)
 
     headers = {"X-Conversation-ID": conv.id, "X-Model": model_name}
     return EventSourceResponse(sse(), ping=15, headers=headers)
