@@ -251,9 +251,13 @@ def test_watch_reindexes_changed_files(kb: KnowledgeBase, docs: Path) -> None:
         while not reports and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)
-        changed = time.monotonic()
-        _write(docs, "refunds.md", "# Refunds\n\n## Timing\n\nCard refunds take 10 business days.\n")
-        while time.monotonic() - changed < 10:
+        changed = written = time.monotonic()
+        new_text = "# Refunds\n\n## Timing\n\nCard refunds take 10 business days.\n"
+        _write(docs, "refunds.md", new_text)
+        while time.monotonic() - changed < 20:
+            if time.monotonic() - written > 3:  # under heavy load the watcher may start after the first write
+                _write(docs, "refunds.md", new_text)
+                written = time.monotonic()
             text = " ".join(p.text for p in kb.search("card refunds business days", k=3))
             if "10 business days" in text and "5 to 7" not in text:
                 break
