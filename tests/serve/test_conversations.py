@@ -107,6 +107,29 @@ def test_message_validation(service: Service) -> None:
     assert r.status_code == 404 and "c_nope" in r.json()["error"]["message"]
 
 
+def test_metrics_count_what_happened(service: Service) -> None:
+    conversation = _new(service)
+    send(service.client, conversation, "How much does shipping cost?", service.auth("alice"))
+    send(service.client, conversation, "I need a real person please", service.auth("alice"))
+    text = service.client.get("/metrics").text
+
+    def value(name: str) -> float:
+        line = next(line for line in text.splitlines() if line.startswith(name + " "))
+        return float(line.split()[-1])
+
+    assert value('specialist_tool_calls_total{tool="search_policies"}') >= 1
+    assert value("specialist_handoffs_total") >= 1
+    assert value("specialist_retrieval_seconds_count") >= 1
+    assert value("specialist_turn_seconds_count") >= 2
+    assert value("specialist_model_seconds_count") >= 2
+    assert value('specialist_tokens_total{kind="prompt"}') >= 0
+    route = 'route="/api/conversations/{conversation_id}/messages"'
+    assert any(
+        line.startswith("specialist_request_seconds_count") and route in line for line in text.splitlines()
+    )
+    assert "specialist_guard_removals_total" in text and "specialist_errors_total" in text
+
+
 @pytest.fixture()
 def fresh_settings(tmp_path: Path) -> Iterator[tuple]:
     settings = make_settings(tmp_path)
