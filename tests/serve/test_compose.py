@@ -44,7 +44,7 @@ def test_services_are_wired_as_documented() -> None:
     args = vllm["command"]
     assert "--enable-lora" in args and "--enable-auto-tool-choice" in args
     assert "hermes" in args[args.index("--tool-call-parser") + 1]  # SmolLM2's <tool_call> format
-    assert args[args.index("--lora-modules") + 1].startswith("specialist=")
+    lora_name = args[args.index("--lora-modules") + 1].split("=")[0]
     gpu = vllm["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
     assert vllm["environment"]["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
@@ -56,7 +56,10 @@ def test_services_are_wired_as_documented() -> None:
     env = api["environment"]
     assert env["SPECIALIST_RETRIEVAL__QDRANT_URL"] == "http://qdrant:6333"
     assert env["SPECIALIST_MODEL__OPENAI_BASE_URL"] == "http://vllm:8000/v1"
-    assert env["SPECIALIST_MODEL__OPENAI_MODEL"] == "specialist"  # the --lora-modules name
+    assert env["SPECIALIST_MODEL__OPENAI_MODEL"] == lora_name  # served until a run is promoted
+    # A promotion makes vLLM load <runs>/<run>/export/adapter: the runs volume must have one path in both.
+    runs_dir = env["SPECIALIST_FINETUNE__RUNS_DIR"]
+    assert f"runs:{runs_dir}" in api["volumes"] and f"runs:{runs_dir}:ro" in vllm["volumes"]
     assert services["postgres"]["profiles"] == ["postgres"]
 
 
