@@ -120,6 +120,22 @@ def test_customer_chats_and_sees_a_cited_answer(browser: Any, site: tuple[str, d
     assert "key=" not in browser.current_url
 
 
+def test_customer_sees_the_hand_off_state(browser: Any, site: tuple[str, dict[str, str]]) -> None:
+    from selenium.webdriver.common.by import By
+
+    base, keys = site
+    _ask(browser, base, keys["customer"], "I want to talk to a human please")
+    banner = _wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "[data-testid=handoff-state]"))
+    assert "human" in banner.text
+    # Reloading the conversation from the list keeps showing it as handed off.
+    browser.refresh()
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=conversation]"))
+    first = browser.find_elements(By.CSS_SELECTOR, "[data-testid=conversation]")[0]
+    assert "handed off" in first.text
+    first.click()
+    _wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=handoff-state]"))
+
+
 def test_content_owner_deletes_a_policy_and_answers_stop_citing_it(
     browser: Any, site: tuple[str, dict[str, str]]
 ) -> None:
