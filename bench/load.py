@@ -89,20 +89,16 @@ def customer_keys(env: dict[str, str], n: int) -> list[str]:
     """One customer key per simulated customer (distinct customers from the seeded store)."""
     import sqlite3
 
+    from serve.auth import KeyStore, Role
+    from serve.state import StateDB
+
     with sqlite3.connect(env["SPECIALIST_AGENT__STORE_PATH"]) as conn:
         users = [r[0] for r in conn.execute("SELECT user_id FROM users ORDER BY user_id LIMIT ?", (n,))]
-    keys = []
-    for i in range(n):
-        out = subprocess.run(
-            [SPECIALIST, "keys", "create", "--role", "customer", "--customer-id", users[i % len(users)]],
-            env=env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        keys.append(out.stdout.strip().splitlines()[0])
-    return keys
+    db = StateDB(Path(env["SPECIALIST_SERVE__STATE_PATH"]))
+    keys = KeyStore(db)
+    secrets = [keys.create(role=Role.customer, customer_id=users[i % len(users)]).secret for i in range(n)]
+    db.close()
+    return secrets
 
 
 def start_server(env: dict[str, str], base: str) -> subprocess.Popen[bytes]:

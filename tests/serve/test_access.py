@@ -80,6 +80,16 @@ def test_roles(service: Service, method: str, path: str, body: Any, allowed: set
             assert "this route is for" in r.json()["error"]["message"]
 
 
+def test_docs_and_pages_are_served(service: Service) -> None:
+    docs = service.client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    for page, script in (("/chat", "chat.js"), ("/kb", "kb.js"), ("/models", "models.js")):
+        r = service.client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and script in r.text
+        assert service.client.get(f"/static/{script}").status_code == 200
+    assert service.client.get("/", follow_redirects=False).headers["location"] == "/chat"
+
+
 def test_errors_are_json_with_a_request_id(service: Service) -> None:
     r = service.client.get("/api/nowhere", headers={"X-Request-ID": "trace-123"})
     assert r.status_code == 404 and r.headers["x-request-id"] == "trace-123"

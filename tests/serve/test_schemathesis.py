@@ -41,7 +41,7 @@ def test_no_input_gives_a_server_error(api_schema: Any) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
         def no_server_error(case: Any) -> None:
             for headers in HEADERS:
                 response = case.call(headers=headers)
