@@ -48,11 +48,12 @@ def _progress_bar() -> Callable[[int, int], None] | None:
 
     bar = Progress(transient=True)
     task = bar.add_task("embedding chunks", total=None)
-    bar.start()
 
     def update(done: int, total: int) -> None:
+        if not bar.live.is_started and done < total:  # lazily: nothing to embed, no bar
+            bar.start()
         bar.update(task, completed=done, total=total)
-        if done >= total:
+        if done >= total and bar.live.is_started:
             bar.stop()
 
     return update
