@@ -47,10 +47,31 @@ async function showSource(c) {
   if (!c.doc_id) return;
   try {
     const policy = await Api.call("GET", `/api/policies/${encodeURIComponent(c.doc_id)}`);
-    text.textContent = policy.content;
+    const cited = sectionOf(policy.content, c.section);
+    text.replaceChildren(Api.el("div", { class: "cited", "data-testid": "source-section" }, cited || policy.content));
+    if (cited) {
+      const whole = Api.el("details", {}, Api.el("summary", {}, "Whole policy"), Api.el("div", {}, policy.content));
+      text.append(whole);
+    }
   } catch (err) {
     text.textContent = err.status === 404 ? "This policy has since been removed." : err.message;
   }
+}
+
+// The cited section of a Markdown policy: from its heading to the next heading of the same or higher level.
+function sectionOf(markdown, section) {
+  if (!section) return "";
+  const name = section.split(" > ").pop().trim().toLowerCase();
+  const lines = markdown.split("\n");
+  const start = lines.findIndex((l) => /^#+\s/.test(l) && l.replace(/^#+\s*/, "").trim().toLowerCase() === name);
+  if (start < 0) return "";
+  const level = lines[start].match(/^#+/)[0].length;
+  let end = lines.length;
+  for (let i = start + 1; i < lines.length; i++) {
+    const m = lines[i].match(/^#+/);
+    if (m && m[0].length <= level) { end = i; break; }
+  }
+  return lines.slice(start, end).join("\n").trim();
 }
 
 function addCitation(node, c) {
@@ -63,9 +84,10 @@ function addCitation(node, c) {
   cites.append(chip);
 }
 
-function activity(text, testid = "activity") {
-  const line = Api.el("div", { class: "activity", "data-testid": testid }, text);
-  $("log").append(line);
+// Tool activity goes above the reply it leads to.
+function activity(text, before) {
+  const line = Api.el("div", { class: "activity", "data-testid": "activity" }, text);
+  $("log").insertBefore(line, before || null);
   return line;
 }
 
@@ -74,7 +96,7 @@ async function loadConversations() {
     const data = await Api.call("GET", "/api/conversations");
     $("convs").replaceChildren(...data.conversations.map((c) =>
       Api.el("button", { "data-testid": "conversation", onclick: () => open(c.id) },
-        `${new Date(c.created_at * 1000).toLocaleString()} · ${c.turns} turns${c.handed_off ? " · handed off" : ""}`)));
+        `${new Date(c.created_at * 1000).toLocaleString()} · ${c.turns} turn${c.turns === 1 ? "" : "s"}${c.handed_off ? " · handed off" : ""}`)));
   } catch (err) { showError(err.message); }
 }
 
@@ -127,7 +149,7 @@ async function send(event) {
   try {
     await Api.stream(`/api/conversations/${conversation.id}/messages`, { text }, (type, data) => {
       if (type === "token") { streamed += data.text || data.token || ""; body.textContent = streamed; }
-      else if (type === "tool_start") activity(`… ${TOOL_WORDS[data.name || data.tool] || "working on it"}`);
+      else if (type === "tool_start") activity(`… ${TOOL_WORDS[data.name || data.tool] || "working on it"}`, reply);
       else if (type === "citation") addCitation(reply, data);
       else if (type === "message") {
         body.textContent = data.text || data.content || streamed;

@@ -78,7 +78,8 @@ async function renderRuns(data) {
       detail.append(Api.el("div", { "data-testid": "gate-summary" },
         `next-action accuracy ${pct(b.next_action_acc)} → ${pct(c.next_action_acc)}; validity ${pct(b.valid_rate)} → ${pct(c.valid_rate)}`));
       if (gate.reason) detail.append(Api.el("div", { class: "muted" }, gate.reason));
-      const svg = bars(gate); if (svg) detail.append(svg);
+      const svg = bars(gate);
+      if (svg) detail.append(Api.el("div", { class: "muted" }, "next-action accuracy per category: grey base, blue candidate"), svg);
     }
     for (const img of await chartImages(run)) detail.append(img);
     rows.push(Api.el("div", { "data-testid": "run", "data-run-id": id, style: "border-bottom:1px solid var(--line);padding:.6rem 0" }, head, detail));
@@ -88,7 +89,14 @@ async function renderRuns(data) {
 
 async function refresh() {
   showError("");
+  await Promise.all([refreshRuns(), refreshApprovals(), refreshTickets()]);
+}
+
+async function refreshRuns() {
   try { await renderRuns(await Api.call("GET", "/api/models/runs")); } catch (err) { showError(err.message); }
+}
+
+async function refreshApprovals() {
   try {
     const a = await Api.call("GET", "/api/approvals");
     $("approvals").replaceChildren(...(a.approvals.length ? a.approvals.map((x) => {
@@ -99,6 +107,9 @@ async function refresh() {
         Api.el("button", { class: "danger", "data-testid": "reject", onclick: () => decide(id, false) }, "Reject"));
     }) : [Api.el("span", {}, "none waiting")]));
   } catch (err) { $("approvals").textContent = err.message; }
+}
+
+async function refreshTickets() {
   try {
     const t = await Api.call("GET", "/api/tickets");
     $("tickets").replaceChildren(...(t.tickets.length ? t.tickets.map((x) =>
