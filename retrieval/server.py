@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from retrieval.embedder import SparseVector
@@ -12,6 +14,22 @@ from retrieval.store import DENSE, INDEXED_FIELDS, SPARSE, Hit, QueryFilter, Sto
 from specialist.errors import KnowledgeBaseUnavailable
 
 _BATCH = 256
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _unavailable_on_transport_errors(what: str) -> Iterator[None]:
+    """Network and server failures become KnowledgeBaseUnavailable (the API answers 503)."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    try:
+        yield
+    except UnexpectedResponse as exc:
+        if exc.status_code is not None and exc.status_code < 500:
+            raise
+        raise KnowledgeBaseUnavailable(f"Qdrant server failed to {what}: {exc}") from exc
+    except (ResponseHandlingException, OSError) as exc:
+        raise KnowledgeBaseUnavailable(f"cannot reach the Qdrant server to {what}: {exc}") from exc
 
 
 def _server_filter(flt: QueryFilter) -> Any:
@@ -41,6 +59,7 @@ class ServerStore:
         self._client = client
         self.collection = collection
         self.version = collection
+        self._rrf_with_k = True
 
     def upsert(self, points: Sequence[StoredPoint]) -> None:
         """Insert or replace points; wait=True so they are searchable when this returns."""
@@ -53,7 +72,8 @@ class ServerStore:
                 )
                 for p in points[start : start + _BATCH]
             ]
-            self._client.upsert(self.collection, points=batch, wait=True)
+            with _unavailable_on_transport_errors("write"):
+                self._client.upsert(self.collection, points=batch, wait=True)
 
     def set_state(self, point_ids: Sequence[str], state: str) -> None:
         """Mark points live or staged."""
@@ -67,15 +87,17 @@ class ServerStore:
         from qdrant_client import models
 
         if point_ids:
-            self._client.delete(
-                self.collection, points_selector=models.PointIdsList(points=list(point_ids)), wait=True
-            )
+            with _unavailable_on_transport_errors("delete"):
+                self._client.delete(
+                    self.collection, points_selector=models.PointIdsList(points=list(point_ids)), wait=True
+                )
 
     def existing(self, point_ids: Sequence[str]) -> set[str]:
         """Which of these ids are stored."""
         if not point_ids:
             return set()
-        records = self._client.retrieve(self.collection, ids=list(point_ids), with_payload=False)
+        with _unavailable_on_transport_errors("read"):
+            records = self._client.retrieve(self.collection, ids=list(point_ids), with_payload=False)
         return {str(r.id) for r in records}
 
     def query(
@@ -105,29 +127,57 @@ class ServerStore:
                         query=_sparse(sparse), using=SPARSE, limit=prefetch_limit, filter=server_filter
                     )
                 )
-            response = self._client.query_points(
-                self.collection,
-                prefetch=prefetch,
-                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
-                query_filter=server_filter,
-                limit=limit,
-                with_payload=True,
-            )
+            response = self._fused(prefetch, rrf_k, server_filter, limit)
         else:
             query: Any = dense if mode == "dense" else _sparse(sparse) if sparse else None
-            response = self._client.query_points(
+            with _unavailable_on_transport_errors("search"):
+                response = self._client.query_points(
+                    self.collection,
+                    query=query,
+                    using=DENSE if mode == "dense" else SPARSE,
+                    query_filter=server_filter,
+                    limit=limit,
+                    with_payload=True,
+                )
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
+
+    def _fused(self, prefetch: list[Any], rrf_k: int, server_filter: Any, limit: int) -> Any:
+        from qdrant_client import models
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        with _unavailable_on_transport_errors("search"):
+            if self._rrf_with_k:
+                try:
+                    return self._client.query_points(
+                        self.collection,
+                        prefetch=prefetch,
+                        query=models.RrfQuery(rrf=models.Rrf(k=rrf_k)),
+                        query_filter=server_filter,
+                        limit=limit,
+                        with_payload=True,
+                    )
+                except UnexpectedResponse as exc:
+                    if exc.status_code not in (400, 422):
+                        raise
+                    # An older server without RRF parameters: fall back to its default RRF (rankings differ
+                    # a little from the embedded engine's; upgrade the server to match it).
+                    log.warning(
+                        "Qdrant server rejected RRF with k=%s (%s); using its default RRF", rrf_k, exc
+                    )
+                    self._rrf_with_k = False
+            return self._client.query_points(
                 self.collection,
-                query=query,
-                using=DENSE if mode == "dense" else SPARSE,
+                prefetch=prefetch,
+                query=models.FusionQuery(fusion=models.Fusion.RRF),
                 query_filter=server_filter,
                 limit=limit,
                 with_payload=True,
             )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in response.points]
 
     def count(self) -> int:
         """Number of points."""
-        return int(self._client.count(self.collection, exact=True).count)
+        with _unavailable_on_transport_errors("count"):
+            return int(self._client.count(self.collection, exact=True).count)
 
     def optimize(self) -> None:
         """The server optimises in the background."""
@@ -154,7 +204,7 @@ class ServerCatalog:
             elif url.startswith("path:"):
                 client = QdrantClient(path=url.removeprefix("path:"))
             else:
-                client = QdrantClient(url=url, api_key=api_key, timeout=10)
+                client = QdrantClient(url=url, api_key=api_key, timeout=10, check_compatibility=False)
             client.get_collections()
         except Exception as exc:
             raise KnowledgeBaseUnavailable(f"cannot reach Qdrant at {url}: {exc}") from exc

@@ -147,3 +147,8 @@ def test_closed_knowledge_base_refuses_work(tmp_path: Path, embedder: DenseEmbed
 def test_server_backend_needs_a_url() -> None:
     with pytest.raises(KnowledgeBaseUnavailable, match="QDRANT_URL"):
         open_knowledge_base(RetrievalSettings(backend="server"))
+
+
+def test_unreachable_server_is_reported_clearly() -> None:
+    with pytest.raises(KnowledgeBaseUnavailable, match=r"cannot reach Qdrant at http://127\.0\.0\.1:9"):
+        open_knowledge_base(RetrievalSettings(backend="server", qdrant_url="http://127.0.0.1:9"))
