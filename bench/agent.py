@@ -363,12 +363,21 @@ def _gold_result(crm: SqliteCRM, step: dict[str, Any]) -> str:
 # --- models ----------------------------------------------------------------------------------------------
 
 
-def load_model(name: str) -> ChatModel:
-    """`base` (untuned SmolLM2-135M-Instruct) or `default` (the committed/promoted behaviour model)."""
+def load_model(name: str, *, default_run: Path | None = None) -> ChatModel:
+    """`base` (untuned SmolLM2-135M-Instruct) or `default` (the committed model, or a trained run folder)."""
     from agent.backends import local_model_from_record  # the finetune room's in-process backends
-    from finetune.registry import base_record, default_record
+    from finetune.registry import base_record, default_record, run_record_for_serving
 
-    record = base_record() if name == "base" else default_record()
+    if name == "base":
+        record = base_record()
+    elif default_run is not None:
+        record = run_record_for_serving(default_run)
+    else:
+        record = default_record()
+        if not record.get("adapter_dir"):
+            raise RuntimeError(
+                "no committed default adapter (finetune/default_model/adapter); use --default-run"
+            )
     return local_model_from_record(record, max_new_tokens=160)
 
 
@@ -393,6 +402,7 @@ def evaluate(
     kb: Any,
     work: Path,
     teacher: ChatModel | None,
+    questions: Sequence[str] = tuple(UNANSWERABLE),
 ) -> dict[str, Any]:
     """Run every task (and the unanswerable questions) with one model."""
     successes = violations = correct = total = 0
@@ -429,7 +439,7 @@ def evaluate(
             store_path=work / f"{label}-qa.sqlite", checkpoint_path=work / f"{label}-qa-cp.sqlite"
         )
         agent = build_agent(settings=settings, model=make_model(tasks[0]), kb=kb, store=unanswerable_db)
-        for i, question in enumerate(UNANSWERABLE):
+        for i, question in enumerate(questions):
             start = time.perf_counter()
             answer = _final(list(agent.respond(f"qa-{i}", question, customer_id=tasks[0].user_id)))
             seconds.append(time.perf_counter() - start)
@@ -440,7 +450,7 @@ def evaluate(
         "task_success": successes / len(tasks) if tasks else None,
         "next_action_acc": correct / total if total else None,
         "policy_violations": violations,
-        "hallucination_rate": hallucinated / len(UNANSWERABLE) if tasks else None,
+        "hallucination_rate": hallucinated / len(questions) if tasks and questions else None,
         "p50_turn_s": percentile(seconds, 0.5),
         "p95_turn_s": percentile(seconds, 0.95),
     }
@@ -458,6 +468,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/retail"))
     parser.add_argument("--limit", type=int, default=None, help="at most N held-out tasks")
     parser.add_argument("--models", default="base,default", help="comma list of: base, default, oracle")
+    parser.add_argument(
+        "--default-run", type=Path, default=None, help="a trained run folder to use as default"
+    )
+    parser.add_argument(
+        "--questions", type=int, default=len(UNANSWERABLE), help="unanswerable questions asked"
+    )
     args = parser.parse_args()
 
     import torch
@@ -487,16 +503,25 @@ def main() -> None:
                 kb=kb,
                 work=work,
                 teacher=None,
+                questions=UNANSWERABLE[: args.questions],
             )
             continue
         try:
-            model = load_model(name)
+            model = load_model(name, default_run=args.default_run)
         except Exception as exc:  # an unavailable model is reported, not faked
             print(f"[{name}] unavailable: {type(exc).__name__}: {exc}", flush=True)
             results[name] = {"unavailable": f"{type(exc).__name__}: {exc}"}
             continue
         results[name] = evaluate(
-            name, _same(model), tasks, template=template, data=data, kb=kb, work=work, teacher=model
+            name,
+            _same(model),
+            tasks,
+            template=template,
+            data=data,
+            kb=kb,
+            work=work,
+            teacher=model,
+            questions=UNANSWERABLE[: args.questions],
         )
     for name, result in results.items():
         print(f"{name}: {json.dumps(result)}", flush=True)
