@@ -113,3 +113,16 @@ def test_model_backend_down_gives_503_then_recovers(site: Site) -> None:
     assert site.client.get("/readyz").status_code == 200
     metrics = site.client.get("/metrics").text
     assert 'specialist_errors_total{kind="model_unavailable"}' in metrics
+
+
+def test_a_promotion_the_backend_cannot_serve_changes_nothing(site: Site) -> None:
+    eng = site.keys["engineer"]
+    site.stub.refuse_loads = True
+    r = site.client.post("/api/models/promote", json={"run_id": "run-good"}, headers=eng)
+    assert r.status_code == 503 and "did not load adapter run-good" in r.json()["error"]["message"]
+    assert site.client.get("/api/models/runs", headers=eng).json()["live"]["kind"] == "default"
+    status, headers, _ = site.turn("Do gift cards expire?")
+    assert status == 200 and headers["x-model"] == "openai:base"
+    site.stub.refuse_loads = False
+    r = site.client.post("/api/models/promote", json={"run_id": "run-good"}, headers=eng)
+    assert r.status_code == 200 and r.json()["model"] == "openai:run-good"

@@ -23,6 +23,7 @@ class VllmStub:
         self.port = port
         self.chat_models: list[str] = []
         self.loaded: list[dict[str, Any]] = []
+        self.refuse_loads = False
         self._policy = DemoPolicy()
         self._server: ThreadingHTTPServer | None = None
 
@@ -56,6 +57,9 @@ class VllmStub:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path == "/v1/load_lora_adapter":
+                    if stub.refuse_loads:
+                        self._json(404, {"error": f"adapter not found at {body['lora_path']}"})
+                        return
                     stub.loaded.append(body)
                     self._json(200, {"status": "loaded"})
                 elif self.path == "/v1/chat/completions":

@@ -34,7 +34,12 @@ def promote(
     registry = svc.registry()
     with svc.model_swap_lock:
         registry.promote(body.run_id)
-        name = svc.reload_model()
+        try:
+            name = svc.reload_model()
+        except Exception:
+            # The backend could not serve the new model: keep the registry saying what is really live.
+            registry.rollback()
+            raise
     return {"live": jsonable(registry.live()), "model": name}
 
 
