@@ -14,6 +14,7 @@ import typer
 if TYPE_CHECKING:
     from ingest.pipeline import Ingestor, RunReport
     from retrieval.knowledge_base import KnowledgeBase
+    from serve.client import ServiceClient
 
 kb_app = typer.Typer(help="Search and manage the policy knowledge base.", no_args_is_help=True)
 
@@ -39,6 +40,42 @@ def _opened(
     except SpecialistError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _running_service() -> ServiceClient | None:
+    """The running service, if one owns the knowledge base: CLI commands then go through its API."""
+    from serve.client import ServiceClient
+    from serve.context import load_settings
+
+    return ServiceClient.running(load_settings().serve.discovery_path)
+
+
+def _via_service(call: Callable[[ServiceClient], dict[str, Any]], as_json: bool) -> bool:
+    """Run `call` against the running service and print its report; False when no service runs."""
+    from specialist.errors import SpecialistError
+
+    client = _running_service()
+    if client is None:
+        return False
+    try:
+        result = call(client)
+    except SpecialistError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        client.close()
+    typer.echo(f"(through the running service at {client.address.url})", err=True)
+    if as_json or "added" not in result:
+        typer.echo(json.dumps(result))
+        return True
+    typer.echo(
+        f"added {len(result['added'])}, updated {len(result['updated'])}, "
+        f"unchanged {len(result['unchanged'])}, deleted {len(result['deleted'])}, "
+        f"failed {len(result['failed'])} (version {result.get('version', '')})"
+    )
+    for failure in result["failed"]:
+        typer.echo(f"  failed {failure['ref']}: {failure['reason']}")
+    return True
 
 
 def _progress_bar() -> Callable[[int, int], None] | None:
@@ -89,6 +126,8 @@ def ingest(
         typer.echo("error: give a PATH or --demo (not both)", err=True)
         raise typer.Exit(2)
     path = demo_policy_dir() if demo else Path(str(target))
+    if _via_service(lambda client: client.ingest_path(path), as_json):
+        return
     with _opened(progress=True) as (_kb, ingestor):
         assert ingestor is not None
         report = _run(lambda: ingestor.ingest_path(path))
@@ -132,6 +171,9 @@ def search(
     if mode not in ("hybrid", "dense", "bm25"):
         typer.echo("error: --mode must be hybrid, dense or bm25", err=True)
         raise typer.Exit(2)
+    plain = not filters and mode == "hybrid"
+    if plain and _via_service(lambda client: client.search(query, k=k), as_json=True):
+        return
     with _opened(with_ingestor=False) as (kb, _):
         parsed = _run(lambda: SearchFilters.parse(filters))
         passages = _run(lambda: kb.search(query, k=k, filters=parsed, mode=mode))  # type: ignore[arg-type]
@@ -148,6 +190,8 @@ def search(
 @kb_app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """Backend, current and previous version, documents and chunks."""
+    if _via_service(lambda client: client.status(), as_json=True):
+        return
     with _opened() as (kb, ingestor):
         assert ingestor is not None
         info = kb.status().to_dict()
@@ -164,6 +208,8 @@ def delete(
     doc_id: str = typer.Argument(..., help="Document id."), as_json: bool = typer.Option(False, "--json")
 ) -> None:
     """Remove a document and every one of its chunks."""
+    if _via_service(lambda client: client.delete(doc_id), as_json):
+        return
     with _opened() as (_kb, ingestor):
         assert ingestor is not None
         report = _run(lambda: ingestor.delete(doc_id))
@@ -173,6 +219,8 @@ def delete(
 @kb_app.command("rebuild")
 def rebuild(as_json: bool = typer.Option(False, "--json")) -> None:
     """Re-chunk and re-embed everything into a new version and switch to it (the old one is kept)."""
+    if _via_service(lambda client: client.rebuild(), as_json):
+        return
     with _opened(progress=True) as (_kb, ingestor):
         assert ingestor is not None
         report = _run(ingestor.rebuild)
@@ -182,6 +230,8 @@ def rebuild(as_json: bool = typer.Option(False, "--json")) -> None:
 @kb_app.command("rollback")
 def rollback() -> None:
     """Switch back to the version before the last rebuild."""
+    if _via_service(lambda client: client.rollback(), as_json=True):
+        return
     with _opened() as (_kb, ingestor):
         assert ingestor is not None
         version = _run(ingestor.rollback)

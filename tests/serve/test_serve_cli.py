@@ -92,6 +92,20 @@ def test_serve_process(tmp_path: Path) -> None:
         )
         assert client.delete("late")["deleted"] == ["late"]
         client.close()
+
+        # The CLI itself forwards its writes to the running service instead of failing on the lock.
+        policy = tmp_path / "late-fees.md"
+        policy.write_text("# Late fees\n\nThere are no late fees on any order.\n")
+        cli = subprocess.run(
+            [SPECIALIST, "ingest", str(policy), "--json"],
+            env=_env(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert cli.returncode == 0, cli.stderr
+        assert "through the running service" in cli.stderr
+        assert json.loads(cli.stdout)["added"], cli.stdout
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=60)
