@@ -84,6 +84,35 @@ _NOT_CLAIMS = (
     "i'm sorry",
     "i am sorry",
 )
+# Conversational openers that state nothing about the store, an order or a policy.
+_CHATTER = (
+    "thanks",
+    "thank you",
+    "hello",
+    "hi",
+    "hey",
+    "welcome",
+    "you're welcome",
+    "glad",
+    "great",
+    "sure",
+    "of course",
+    "got it",
+    "goodbye",
+    "bye",
+    "have a",
+    "how can i",
+    "what can i",
+    "i'd be happy",
+    "i found",
+    "i've found",
+    "i have found",
+    "one moment",
+    "no problem",
+    "certainly",
+    "understood",
+    "happy to help",
+)
 _STOP = frozenset(
     [
         "that",
@@ -219,6 +248,14 @@ def _is_business_claim(sentence: str) -> bool:
     return bool(_BUSINESS.search(text))
 
 
+def _is_general_claim(sentence: str) -> bool:
+    """Any other statement with something to say (two or more content words) that is not chatter."""
+    text = sentence.strip().lower()
+    if "?" in text or text.startswith(_NOT_CLAIMS) or text.startswith(_CHATTER) or _HELPING.search(text):
+        return False
+    return len(_stems(text)) >= 2
+
+
 def _stems(text: str) -> set[str]:
     # A five-letter prefix is a crude stem: "returns"/"returned" match "return".
     return {w[:5] for w in _WORD.findall(text.lower()) if w not in _STOP}
@@ -257,11 +294,12 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
                 break
             if isinstance(where, str):
                 backing.add(where)
-        if ok and (_is_policy_claim(body) or _is_business_claim(body)):
-            # The customer's own words never back a policy statement: only passages and tool results do.
+        strict = _is_policy_claim(body) or _is_business_claim(body)
+        if ok and (strict or _is_general_claim(body)):
+            # The customer's own words never back a claim: only passages and tool results do.
             backers = [s for s in sources if not s.from_customer]
             best = max(backers, key=lambda s: _overlap(body, s.text), default=None)
-            if best is None or _overlap(body, best.text) < 0.6:
+            if best is None or _overlap(body, best.text) < (0.6 if strict else 0.5):
                 ok = False
             elif best.label is not None:
                 backing.add(best.label)

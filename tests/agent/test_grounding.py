@@ -54,3 +54,11 @@ def test_unsupported_statements_about_the_store_are_replaced() -> None:
         assert result.removed == [claim], claim
     kept = check_reply("We'll sort this out together. Yes, I can help with that.", [POLICY])
     assert kept.removed == []
+
+
+def test_any_unbacked_statement_is_replaced_but_chatter_stays() -> None:
+    for claim in ["The CEO of the company is Maria Lopez.", "You can pay with Bitcoin through our partner."]:
+        assert check_reply(claim, [POLICY, ORDER]).removed == [claim], claim
+    chatter = "Thanks, I found your account. How can I help you today?"
+    assert check_reply(chatter, [ORDER]).removed == []
+    assert check_reply("Order #W1234567 is delivered.", [ORDER]).removed == []
