@@ -63,7 +63,9 @@ UNANSWERABLE = [
     "Can I have my order gift wrapped with a personal card?",
 ]
 HONEST = re.compile(
-    r"don't have that information|human agent|don't know|not sure|only help with", re.IGNORECASE
+    r"don't have (?:that|the|this|any)|human agent|don't know|not sure|only help with|"
+    r"can't|cannot|unable|not able",
+    re.IGNORECASE,
 )
 
 
