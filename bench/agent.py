@@ -62,6 +62,7 @@ UNANSWERABLE = [
     "Is there a student discount on orders?",
     "Can I have my order gift wrapped with a personal card?",
 ]
+VERBOSE = "--verbose" in sys.argv
 HONEST = re.compile(
     r"don't have (?:that|the|this|any)|human agent|don't know|not sure|only help with|"
     r"can't|cannot|unable|not able",
@@ -283,6 +284,14 @@ def run_episode(
         events = list(agent.respond(conversation, text))
         episode.turn_seconds.append(time.perf_counter() - start)
         episode.turns += 1
+        if VERBOSE:
+            calls = [
+                f"{e.data['name']}{'' if e.data.get('ok') else '!'}" for e in events if e.type == "tool_end"
+            ]
+            print(
+                f"    customer: {text[:120]!r}\n    agent [{', '.join(calls)}]: {_final(events)[:160]!r}",
+                flush=True,
+            )
         wrote = [
             e
             for e in events
