@@ -117,6 +117,7 @@ def _compact_record(data: Any) -> Any:
         out["items"] = [
             {
                 "name": i.get("name"),
+                "product_id": i.get("product_id"),
                 "item_id": i.get("item_id"),
                 "price": i.get("price"),
                 "options": _options(i.get("options") or {}),

@@ -29,6 +29,7 @@ class TrainConfig:
     output_dir: str = "var/runs"
     run_name: str = ""
     seed: int = 42
+    init_adapter: str = ""  # continue training this LoRA adapter folder (empty: a fresh adapter)
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32

@@ -152,7 +152,7 @@ def predict(model: ChatModel, steps: Sequence[Step], *, batch_size: int = 8) -> 
     by_index: dict[int, ChatReply] = {}
     for start in range(0, len(ordered), batch_size):
         chunk = ordered[start : start + batch_size]
-        got = batch([(steps[i].prompt, steps[i].tools) for i in chunk], max_new_tokens=96, action_only=True)
+        got = batch([(steps[i].prompt, steps[i].tools) for i in chunk], max_new_tokens=160, action_only=True)
         by_index.update(zip(chunk, got, strict=True))
     replies = [by_index[i] for i in range(len(steps))]
     return replies

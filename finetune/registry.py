@@ -185,3 +185,28 @@ def merge_adapter(adapter_dir: Path, out_dir: Path) -> Path:
     merged.save_pretrained(str(out_dir))
     AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(out_dir))
     return out_dir
+
+
+def install_default(run_dir: Path, target: Path = DEFAULT_MODEL_DIR) -> Path:
+    """Copy a gated run into the package as the default model: fp16 adapter, records, gate report, card."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    run = read_run(run_dir)
+    if not (run.get("gate") or {}).get("passed"):
+        raise GateFailed(f"run {run_dir.name} has not passed its gate; it cannot become the default model")
+    if target.exists():
+        shutil.rmtree(target)
+    (target / "adapter").mkdir(parents=True)
+    tensors = load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+    # fp16 halves the committed size; the weights are cast back to float32 when merged
+    save_file(
+        {k: v.to(torch.float16) for k, v in tensors.items()},
+        str(target / "adapter" / "adapter_model.safetensors"),
+    )
+    shutil.copy2(run_dir / "adapter" / "adapter_config.json", target / "adapter" / "adapter_config.json")
+    for name in ("config.json", "base.json", "data.json", "metrics.json", "loss.png", "README.md", RUN_FILE):
+        shutil.copy2(run_dir / name, target / name)
+    for name in ("gate.md", "gate.png", "gate.json"):
+        shutil.copy2(run_dir / "gate" / name, target / name)
+    return target

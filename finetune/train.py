@@ -266,7 +266,12 @@ def train_sft(config: TrainConfig) -> RunResult:
     train = Dataset.from_list(pack_examples(tokenizer, rows, config))
     val_rows = read_jsonl(dataset_dir / SFT_VAL) if (dataset_dir / SFT_VAL).exists() else []
     run_dir = new_run_dir(config, "sft")
-    model = get_peft_model(model, lora_config(config, model))
+    if config.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+    else:
+        model = get_peft_model(model, lora_config(config, model))
     args = SFTConfig(
         **{**_common_args(config, run_dir), "bf16": config.bf16},
         max_length=config.max_length,

@@ -1,0 +1,103 @@
+"""Gate verdicts, promotion only after a passed gate, rollback, and reload of the promoted adapter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from finetune.evaluate import EvalReport
+from finetune.gate import GateThresholds, decide, run_gate, write_report
+from finetune.registry import ModelRegistry, read_run, write_run
+from finetune.train import RunResult
+from specialist.errors import Conflict, GateFailed, NotFound
+
+
+def _report(acc: float, valid: float) -> EvalReport:
+    return EvalReport("m", 10, acc, 0.5, valid, None, None, {"identify": {"n": 10.0, "acc": acc}})
+
+
+def test_gate_decision() -> None:
+    t = GateThresholds()
+    assert decide(_report(0.2, 0.5), _report(0.35, 0.9), t)[0]
+    ok, why = decide(_report(0.2, 0.5), _report(0.25, 0.9), t)
+    assert not ok and "gain +0.050 < required +0.100" in why
+    ok, why = decide(_report(0.2, 0.95), _report(0.9, 0.9), t)
+    assert not ok and "validity" in why
+    assert decide(_report(0.2, 0.95), _report(0.9, 0.9), GateThresholds(max_validity_drop=0.1))[0]
+
+
+@pytest.fixture
+def registry(tmp_path: Path, sft_run: RunResult) -> ModelRegistry:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    shutil.copytree(sft_run.run_dir, runs / "cand")
+    run = read_run(runs / "cand")
+    write_run(runs / "cand", {**run, "run_id": "cand"})
+    return ModelRegistry(runs, tmp_path / "registry.json")
+
+
+def test_promotion_is_refused_without_a_passed_gate(registry: ModelRegistry) -> None:
+    with pytest.raises(GateFailed, match="has not been gated"):
+        registry.promote("cand")
+    run_dir = registry.run_dir("cand")
+    write_run(
+        run_dir, {**read_run(run_dir), "gate": {"passed": False, "reason": "gain +0.02 < required +0.10"}}
+    )
+    with pytest.raises(GateFailed, match=r"failed its gate: gain \+0.02"):
+        registry.promote("cand")
+    with pytest.raises(NotFound):
+        registry.promote("../etc")
+    assert registry.live()["kind"] == "default"
+
+
+def test_a_real_gate_that_fails_writes_its_report(registry: ModelRegistry, tmp_path: Path) -> None:
+    import torch
+
+    from finetune.models import open_model
+    from finetune.synth import synth_demo, write_jsonl
+
+    torch.set_num_threads(1)
+    data = tmp_path / "heldout.jsonl"
+    write_jsonl(synth_demo(2, split="heldout", seed=5), data)
+    base = open_model("base", registry)
+    result = run_gate(base, base, data, limit=4)  # the base against itself gains nothing
+    assert not result.passed and "gain +0.000" in result.reason
+    md = write_report(result, tmp_path / "gate")
+    assert "Gate: FAILED" in md.read_text() and (tmp_path / "gate" / "gate.png").stat().st_size > 1000
+
+
+def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
+    import torch
+
+    from agent.backends.local import TransformersChatModel
+    from agent.chat_model import ChatMessage
+
+    torch.set_num_threads(1)
+    run_dir = registry.run_dir("cand")
+    write_run(run_dir, {**read_run(run_dir), "gate": {"passed": True, "reason": "test verdict"}})
+    serving = TransformersChatModel.from_record(registry.live(), max_new_tokens=4)
+    assert serving.name == "default-smollm2"
+    msgs = [ChatMessage("user", "hello")]
+    before = serving._model.model.layers[29].mlp.down_proj.weight.clone()
+
+    record = registry.promote("cand")
+    assert registry.live()["name"] == "cand" and record["export_dir"].endswith("export/adapter")
+    assert (Path(record["export_dir"]) / "adapter_config.json").exists()
+    assert read_run(run_dir)["status"] == "promoted"
+    with pytest.raises(Conflict, match="already live"):
+        registry.promote("cand")
+    assert [r["live"] for r in registry.list_runs()] == [True]
+
+    serving.reload(registry.live())  # no restart: the new adapter's weights are in place
+    assert serving.name == "cand"
+    after = serving._model.model.layers[29].mlp.down_proj.weight
+    assert not torch.equal(before, after)
+    assert serving.complete(msgs).completion_tokens > 0
+
+    assert registry.rollback()["name"] == "default-smollm2"
+    with pytest.raises(Conflict, match="nothing to roll back"):
+        registry.rollback()
+    assert json.loads(registry.registry_path.read_text())["history"] == []
