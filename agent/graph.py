@@ -176,9 +176,22 @@ def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         call_id = (
             call.id or "call_" + hashlib.sha256(f"{len(state.get('messages', []))}".encode()).hexdigest()[:8]
         )
+        if _repeated(state.get("messages", []), call):
+            # A small model can loop on one call; the same call twice in a turn adds nothing.
+            return {"steps": steps, "proposal": None, "draft": prompts.TOO_MANY_STEPS}
         proposal = {"name": call.name, "arguments": call.arguments, "id": call_id}
         return {"steps": steps, "proposal": proposal, "draft": ""}
     return {"steps": steps, "proposal": None, "draft": reply.text.strip() or prompts.NO_INFORMATION}
+
+
+def _repeated(messages: list[dict[str, Any]], call: ToolCall) -> bool:
+    """True when this exact call was already made since the customer's last message."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    for message in messages[last_user + 1 :]:
+        for made in ChatMessage.from_openai(message).tool_calls if message.get("tool_calls") else []:
+            if made.name == call.name and made.arguments == call.arguments and call.name not in WRITE_TOOLS:
+                return True
+    return False
 
 
 def route_decide(state: AgentState) -> Literal["tools", "gate", "handoff", "guard"]:

@@ -554,3 +554,11 @@ def test_a_read_tool_that_raises_is_relayed(tmp_path: Any, db: RetailDatabase, k
         }
     ]
     assert message(events) == "Sorry, I can't see it now."
+
+
+def test_a_looping_model_is_stopped_at_the_first_repeat(make_agent: Callable[..., Any]) -> None:
+    model = ScriptedChatModel(policy=lambda messages, tools: call("search_policies", query="returns"))
+    agent = make_agent(model)
+    events = turn(agent, "how do returns work?")
+    assert len(model.calls) == 2 and len(tool_results(events)) == 1
+    assert "human agent" in message(events)
