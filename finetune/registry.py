@@ -21,7 +21,7 @@ def default_record() -> dict[str, Any]:
     ref = smollm2_ref()
     adapter = DEFAULT_MODEL_DIR / "adapter"
     return {
-        "name": "default-smollm2",
+        "name": "default",
         "kind": "default",
         "base_model": SMOLLM2_ID,
         "base_gguf": str(ref.gguf_path),

@@ -79,7 +79,7 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     run_dir = registry.run_dir("cand")
     write_run(run_dir, {**read_run(run_dir), "gate": {"passed": True, "reason": "test verdict"}})
     serving = TransformersChatModel.from_record(registry.live(), max_new_tokens=4)
-    assert serving.name == "default-smollm2"
+    assert serving.name == "default"
     msgs = [ChatMessage("user", "hello")]
     before = serving._model.model.layers[29].mlp.down_proj.weight.clone()
 
@@ -97,7 +97,7 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     assert not torch.equal(before, after)
     assert serving.complete(msgs).completion_tokens > 0
 
-    assert registry.rollback()["name"] == "default-smollm2"
+    assert registry.rollback()["name"] == "default"
     with pytest.raises(Conflict, match="nothing to roll back"):
         registry.rollback()
     assert json.loads(registry.registry_path.read_text())["history"] == []
