@@ -479,6 +479,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/retail"))
     parser.add_argument("--limit", type=int, default=None, help="at most N held-out tasks")
     parser.add_argument("--models", default="base,default", help="comma list of: base, default, oracle")
+    parser.add_argument("--verbose", action="store_true", help="print every turn")
     parser.add_argument(
         "--default-run", type=Path, default=None, help="a trained run folder to use as default"
     )
