@@ -146,7 +146,38 @@ def intake(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         update["pending"] = None
     if _OFF_TOPIC.search(text) and not _ON_TOPIC.search(text):
         return {**update, "draft": prompts.OFF_TOPIC}
+    if not state.get("user_id") and not token_user:
+        update["messages"] += _identify_from_text(state, ctx, text, update)
     return update
+
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+\w")
+_NAME = re.compile(r"(?:name is|i'm|i am|this is)\s+([A-Z][a-z]+)\s+([A-Z][a-z]+)", re.IGNORECASE)
+_ZIP = re.compile(r"\b(\d{5})\b")
+
+
+def _identify_from_text(state: AgentState, ctx: AgentContext, text: str, update: dict[str, Any]) -> list[Any]:
+    """The policy's identification step done by the graph when the customer gives email or name + zip."""
+    email, name, zip_code = _EMAIL.search(text), _NAME.search(text), _ZIP.search(text)
+    call: dict[str, Any]
+    if email:
+        call = {"name": "find_user_id_by_email", "arguments": {"email": email.group(0)}}
+    elif name and zip_code:
+        args = {"first_name": name.group(1), "last_name": name.group(2), "zip": zip_code.group(1)}
+        call = {"name": "find_user_id_by_name_zip", "arguments": args}
+    else:
+        return []
+    call["id"] = "identify_" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    toolbox = _tools(
+        {**state, "messages": [*state.get("messages", []), {"role": "user", "content": text}]}, ctx
+    )
+    outcome = toolbox.run(call["name"], call["arguments"])
+    if not outcome.ok:
+        return []  # the model asks again or tries itself; nothing is bound
+    _emit("tool_start", name=call["name"], arguments=call["arguments"])
+    _emit("tool_end", name=call["name"], ok=True, content=outcome.content)
+    update["user_id"] = toolbox.session.user_id
+    return [_call_message(call), _tool_message(call, outcome.content)]
 
 
 def route_intake(state: AgentState) -> Literal["decide", "execute", "reply"]:
@@ -176,22 +207,23 @@ def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         call_id = (
             call.id or "call_" + hashlib.sha256(f"{len(state.get('messages', []))}".encode()).hexdigest()[:8]
         )
-        if _repeated(state.get("messages", []), call):
-            # A small model can loop on one call; the same call twice in a turn adds nothing.
+        if _repeats(state.get("messages", []), call) >= 2:
+            # A small model can loop on one call; a third identical call in one turn adds nothing.
             return {"steps": steps, "proposal": None, "draft": prompts.TOO_MANY_STEPS}
         proposal = {"name": call.name, "arguments": call.arguments, "id": call_id}
         return {"steps": steps, "proposal": proposal, "draft": ""}
     return {"steps": steps, "proposal": None, "draft": reply.text.strip() or prompts.NO_INFORMATION}
 
 
-def _repeated(messages: list[dict[str, Any]], call: ToolCall) -> bool:
-    """True when this exact call was already made since the customer's last message."""
+def _repeats(messages: list[dict[str, Any]], call: ToolCall) -> int:
+    """How often this exact read call was already made since the customer's last message."""
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    count = 0
     for message in messages[last_user + 1 :]:
         for made in ChatMessage.from_openai(message).tool_calls if message.get("tool_calls") else []:
             if made.name == call.name and made.arguments == call.arguments and call.name not in WRITE_TOOLS:
-                return True
-    return False
+                count += 1
+    return count
 
 
 def route_decide(state: AgentState) -> Literal["tools", "gate", "handoff", "guard"]:

@@ -560,5 +560,19 @@ def test_a_looping_model_is_stopped_at_the_first_repeat(make_agent: Callable[...
     model = ScriptedChatModel(policy=lambda messages, tools: call("search_policies", query="returns"))
     agent = make_agent(model)
     events = turn(agent, "how do returns work?")
-    assert len(model.calls) == 2 and len(tool_results(events)) == 1
+    assert len(model.calls) == 3 and len(tool_results(events)) == 2
     assert "human agent" in message(events)
+
+
+def test_the_graph_identifies_from_the_customers_own_words(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    user_id, user = customer(db, 0)
+    first, last, zip_code = user["name"]["first_name"], user["name"]["last_name"], user["address"]["zip"]
+    model = ScriptedChatModel([say("How can I help?"), say("How can I help?")])
+    agent = make_agent(model)
+    events = turn(agent, f"Hi, my name is {first} {last} and my zip code is {zip_code}.")
+    assert tool_results(events)[0]["name"] == "find_user_id_by_name_zip"
+    assert agent.state("c1")["user_id"] == user_id
+    turn(agent, "hello, my email is nobody@example.com", "c2")
+    assert agent.state("c2")["user_id"] is None
