@@ -189,8 +189,21 @@ class SupportTools:
         return self._own_order(order_id)
 
     def get_product_details(self, product_id: str) -> dict[str, Any]:
-        """A product of the public catalogue."""
-        return self.crm.get_product_details(product_id)
+        """A product of the public catalogue (an item id or a product name is resolved to its product)."""
+        try:
+            return self.crm.get_product_details(product_id)
+        except NotFound:
+            pass
+        by_name = {name.lower(): pid for name, pid in self.crm.list_all_product_types().items()}
+        if product_id.strip().lower() in by_name:
+            return self.crm.get_product_details(by_name[product_id.strip().lower()])
+        try:
+            item = self.crm.get_item_details(product_id)
+        except NotFound as exc:
+            raise NotFound(
+                f"No product or item {product_id}; product ids come from list_all_product_types."
+            ) from exc
+        return self.crm.get_product_details(str(item["product_id"]))
 
     def get_item_details(self, item_id: str) -> dict[str, Any]:
         """A variant item of the public catalogue."""

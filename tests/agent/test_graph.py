@@ -576,3 +576,21 @@ def test_the_graph_identifies_from_the_customers_own_words(
     assert agent.state("c1")["user_id"] == user_id
     turn(agent, "hello, my email is nobody@example.com", "c2")
     assert agent.state("c2")["user_id"] is None
+
+
+def test_product_lookup_accepts_an_item_id_or_a_name(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    product = next(iter(db.export()["products"].values()))
+    item_id = next(iter(product["variants"]))
+    model = ScriptedChatModel(
+        [
+            call("get_product_details", product_id=item_id),
+            call("get_product_details", product_id=product["name"].lower()),
+            call("get_product_details", product_id="nothing"),
+            say("Here are the options."),
+        ]
+    )
+    events = turn(make_agent(model), "what options does it come in?")
+    assert [r["ok"] for r in tool_results(events)] == [True, True, False]
+    assert product["product_id"] in tool_results(events)[0]["content"]
