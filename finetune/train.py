@@ -56,6 +56,12 @@ def load_for_training(config: TrainConfig) -> tuple[Any, Any, BaseModelRef]:
             bnb_4bit_compute_dtype=torch.bfloat16,
         )
     model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    if config.load_in_4bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=config.gradient_checkpointing
+        )
     return model, tokenizer, ref
 
 
@@ -418,6 +424,7 @@ def write_model_card(run_dir: Path) -> None:
         f"batch {c.get('batch_size')}x{c.get('gradient_accumulation_steps')}, max len {c.get('max_length')}",
         f"- LoRA r={c.get('lora_r')} alpha={c.get('lora_alpha')} dropout={c.get('lora_dropout')} "
         f"on {', '.join(c.get('target_modules', []))} (layers from {c.get('layers_from')})",
+        f"- continued from adapter `{c.get('init_adapter')}`" if c.get("init_adapter") else "- fresh adapter",
         "",
         "## Data",
         f"- conversations: {data.get('conversations')}; rows: {data.get('rows')}",
