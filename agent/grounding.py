@@ -278,8 +278,8 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
     removed: list[str] = []
     cited: list[str] = []
     for sentence in (s.strip() for s in _SENTENCE.split(draft.strip())):
-        if not sentence:
-            continue
+        if not sentence or (len(sentence.split()) < 2 and sentence[-1] not in ".!?"):
+            continue  # a dangling fragment ("I'm") says nothing
         if sentence in fixed_lines or sentence == NO_INFORMATION:
             kept.append(sentence)
             continue

@@ -62,3 +62,7 @@ def test_any_unbacked_statement_is_replaced_but_chatter_stays() -> None:
     chatter = "Thanks, I found your account. How can I help you today?"
     assert check_reply(chatter, [ORDER]).removed == []
     assert check_reply("Order #W1234567 is delivered.", [ORDER]).removed == []
+
+
+def test_dangling_fragments_are_dropped() -> None:
+    assert check_reply("Thanks for waiting.\nI'm", [ORDER]).text == "Thanks for waiting."
