@@ -277,9 +277,11 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
     kept: list[str] = []
     removed: list[str] = []
     cited: list[str] = []
-    for sentence in (s.strip() for s in _SENTENCE.split(draft.strip())):
-        if not sentence or (len(sentence.split()) < 2 and sentence[-1] not in ".!?"):
-            continue  # a dangling fragment ("I'm") says nothing
+    pieces = [p.strip() for p in _SENTENCE.split(draft.strip()) if p.strip()]
+    for position, sentence in enumerate(pieces):
+        unfinished = sentence[-1] not in ".!?:)\"'"
+        if unfinished and (len(sentence.split()) < 2 or position < len(pieces) - 1):
+            continue  # a broken-off line ("You can pay with") says nothing that can be checked
         if sentence in fixed_lines or sentence == NO_INFORMATION:
             kept.append(sentence)
             continue

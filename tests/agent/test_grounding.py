@@ -66,3 +66,4 @@ def test_any_unbacked_statement_is_replaced_but_chatter_stays() -> None:
 
 def test_dangling_fragments_are_dropped() -> None:
     assert check_reply("Thanks for waiting.\nI'm", [ORDER]).text == "Thanks for waiting."
+    assert check_reply("You can pay with\nThanks for waiting.", [ORDER]).text == "Thanks for waiting."
