@@ -10,7 +10,7 @@ from agent.prompts import NO_INFORMATION
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[#$])|\n+")
 _AMOUNT = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*\.\d{1,2}\b")
-_ORDER = re.compile(r"#W\d+", re.IGNORECASE)
+_ORDER = re.compile(r"#\w+", re.IGNORECASE)
 _ID = re.compile(r"\b(?:credit_card|paypal|gift_card)_\d+\b|\b\d{6,}\b")
 _DATE = re.compile(
     r"\b\d{4}-\d{2}-\d{2}\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b",
@@ -214,10 +214,14 @@ def _supported_fact(fact: str, sources: list[Source], numbers: set[float]) -> st
             return source.label
     values = _numbers(fact)
     if values and values <= numbers:
+        pooled: set[float] = set()
         for source in sources:
-            if values <= _numbers(source.text):
+            found = _numbers(source.text)
+            if values <= found:
                 return source.label
-        return None
+            pooled |= found
+        if values <= pooled:
+            return None
     return False
 
 
@@ -280,8 +284,9 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
     pieces = [p.strip() for p in _SENTENCE.split(draft.strip()) if p.strip()]
     for position, sentence in enumerate(pieces):
         unfinished = sentence[-1] not in ".!?:)\"'"
-        if unfinished and (len(sentence.split()) < 2 or position < len(pieces) - 1):
-            continue  # a broken-off line ("You can pay with") says nothing that can be checked
+        last = position == len(pieces) - 1
+        if (unfinished and (len(sentence.split()) < 2 or not last)) or (sentence.endswith(":") and last):
+            continue  # a broken-off line ("You can pay with", "Order ID:") says nothing that can be checked
         if sentence in fixed_lines or sentence == NO_INFORMATION:
             kept.append(sentence)
             continue
@@ -289,8 +294,12 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
         own = [n for n in _LABEL.findall(sentence) if n in labels]
         backing: set[str] = set(own)
         ok = True
+        asking = "?" in body or body.lower().startswith(_NOT_CLAIMS)  # questions and offers claim nothing
+        system_sources = [s for s in sources if not s.from_customer]
         for fact in _facts(body):
-            where = _supported_fact(fact, sources, numbers)
+            # A statement about an order needs it in a tool result; the customer naming it is not enough.
+            pool = system_sources if _ORDER.fullmatch(fact) and not asking else sources
+            where = _supported_fact(fact, pool, numbers)
             if where is False:
                 ok = False
                 break

@@ -67,3 +67,12 @@ def test_any_unbacked_statement_is_replaced_but_chatter_stays() -> None:
 def test_dangling_fragments_are_dropped() -> None:
     assert check_reply("Thanks for waiting.\nI'm", [ORDER]).text == "Thanks for waiting."
     assert check_reply("You can pay with\nThanks for waiting.", [ORDER]).text == "Thanks for waiting."
+
+
+def test_statements_about_an_order_need_it_in_a_tool_result() -> None:
+    asked = Source(text="what is the status of order #W7654321?", from_customer=True)
+    claim = "Order #W7654321 is delivered."
+    assert check_reply(claim, [asked, ORDER]).removed == [claim]
+    assert check_reply("Which items of order #W7654321 do you mean?", [asked]).removed == []
+    assert check_reply("To confirm: modify order #1: cancel order #2:", [ORDER]).text == NO_INFORMATION
+    assert check_reply("Order ID:", [ORDER]).text == NO_INFORMATION
