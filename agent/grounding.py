@@ -283,9 +283,12 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
     cited: list[str] = []
     pieces = [p.strip() for p in _SENTENCE.split(draft.strip()) if p.strip()]
     for position, sentence in enumerate(pieces):
-        unfinished = sentence[-1] not in ".!?:)\"'"
+        core = sentence.strip("*_` ")  # markdown emphasis does not finish a line
+        if not core:
+            continue
+        unfinished = core[-1] not in ".!?:)\"'"
         last = position == len(pieces) - 1
-        if (unfinished and (len(sentence.split()) < 2 or not last)) or (sentence.endswith(":") and last):
+        if (unfinished and (len(core.split()) < 2 or not last)) or (core.endswith(":") and last):
             continue  # a broken-off line ("You can pay with", "Order ID:") says nothing that can be checked
         if sentence in fixed_lines or sentence == NO_INFORMATION:
             kept.append(sentence)

@@ -76,3 +76,4 @@ def test_statements_about_an_order_need_it_in_a_tool_result() -> None:
     assert check_reply("Which items of order #W7654321 do you mean?", [asked]).removed == []
     assert check_reply("To confirm: modify order #1: cancel order #2:", [ORDER]).text == NO_INFORMATION
     assert check_reply("Order ID:", [ORDER]).text == NO_INFORMATION
+    assert check_reply("**Order ID:**", [ORDER]).text == NO_INFORMATION
