@@ -64,7 +64,8 @@ def test_conversations_with_the_default_model(
 
     # A policy question: cited, or honestly unanswered.
     events = _turn(agent, "How many days do I have to return an item?", "e2")
-    assert any(e.type == "citation" for e in events) or "don't have that information" in _message(events)
+    honest = "don't have that information" in _message(events) or any(e.type == "handoff" for e in events)
+    assert any(e.type == "citation" for e in events) or honest
 
     # A return: nothing changes before the yes; a listed and confirmed return is done.
     item, method = order["items"][0], order["payment_history"][0]["payment_method_id"]
@@ -94,6 +95,7 @@ def test_conversations_with_the_default_model(
     # A hand-off, if the model asks for one, opens a ticket with a summary.
     events = _turn(agent, "Please transfer me to a human agent about a billing dispute.", "e3")
     handoffs = [e for e in events if e.type == "handoff"]
-    assert len(agent.tickets()) == len(handoffs)
-    for ticket in agent.tickets():
+    tickets = [t for t in agent.tickets() if t["conversation_id"] == "e3"]
+    assert len(tickets) == len(handoffs)
+    for ticket in tickets:
         assert "billing dispute" in ticket["summary"]
