@@ -101,3 +101,27 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     with pytest.raises(Conflict, match="nothing to roll back"):
         registry.rollback()
     assert json.loads(registry.registry_path.read_text())["history"] == []
+
+
+def test_merged_export_matches_base_plus_adapter(registry: ModelRegistry, tmp_path: Path) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from finetune.base_model import cached_base_dir, smollm2_ref
+    from finetune.registry import merge_adapter
+
+    torch.set_num_threads(1)
+    adapter = registry.run_dir("cand") / "adapter"
+    out = merge_adapter(adapter, tmp_path / "merged")
+    assert (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists()
+
+    ids = torch.tensor([[1, 42, 314, 2718, 99]])
+    merged = AutoModelForCausalLM.from_pretrained(str(out), dtype="float32")
+    base = AutoModelForCausalLM.from_pretrained(str(cached_base_dir(smollm2_ref())), dtype="float32")
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        with_adapter = PeftModel.from_pretrained(base, str(adapter))(ids).logits
+        merged_logits = merged(ids).logits
+    assert torch.allclose(merged_logits, with_adapter, atol=1e-3)
+    assert not torch.allclose(merged_logits, base_logits, atol=1e-6), "the adapter changed nothing"
