@@ -284,8 +284,8 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
     pieces = [p.strip() for p in _SENTENCE.split(draft.strip()) if p.strip()]
     for position, sentence in enumerate(pieces):
         core = sentence.strip("*_` ")  # markdown emphasis does not finish a line
-        if not core:
-            continue
+        if not core or len(core.split()) < 2 or sentence in kept:
+            continue  # a lone word or a repeated line (degenerate output) says nothing checkable
         unfinished = core[-1] not in ".!?:)\"'"
         last = position == len(pieces) - 1
         if (unfinished and (len(core.split()) < 2 or not last)) or (core.endswith(":") and last):

@@ -77,3 +77,8 @@ def test_statements_about_an_order_need_it_in_a_tool_result() -> None:
     assert check_reply("To confirm: modify order #1: cancel order #2:", [ORDER]).text == NO_INFORMATION
     assert check_reply("Order ID:", [ORDER]).text == NO_INFORMATION
     assert check_reply("**Order ID:**", [ORDER]).text == NO_INFORMATION
+
+
+def test_degenerate_repetition_is_dropped() -> None:
+    text = 'Thanks for waiting.\n"order_id"\n"order_id"\n[labels]\nThanks for waiting.'
+    assert check_reply(text, [ORDER]).text == "Thanks for waiting."
