@@ -109,3 +109,26 @@ def test_transformers_backend_answers_with_the_compact_prompt(tmp_path: Path) ->
     )
     assert batch[0].raw == reply.raw  # the cached system prefix does not change the answer
     assert len(batch) == 2
+
+
+def test_finetune_eval_scores_an_openai_endpoint(llama_server: str, tmp_path: Path) -> None:
+    """`specialist finetune eval --model URL` scores any OpenAI-compatible endpoint on held-out data."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from finetune.synth import synth_demo, write_jsonl
+    from serve.cli import app
+
+    heldout = tmp_path / "heldout.jsonl"
+    write_jsonl(synth_demo(2, split="heldout", seed=11), heldout)
+    args = ["finetune", "eval", "--model", llama_server, "--endpoint-model", "smollm2"]
+    args += ["--data", str(heldout), "--limit", "3", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["n"] == 3
+    assert 0.0 <= report["next_action_acc"] <= 1.0 and 0.0 <= report["valid_rate"] <= 1.0
+
+    missing = CliRunner().invoke(app, ["finetune", "eval", "--model", llama_server, "--data", str(heldout)])
+    assert missing.exit_code != 0 and "--endpoint-model" in missing.output
