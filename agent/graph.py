@@ -180,8 +180,10 @@ def _identify_from_text(state: AgentState, ctx: AgentContext, text: str, update:
     return [_call_message(call), _tool_message(call, outcome.content)]
 
 
-def route_intake(state: AgentState) -> Literal["decide", "execute", "reply"]:
-    """Fixed answers go straight out; a confirmed write executes; everything else asks the model."""
+def route_next(state: AgentState) -> Literal["decide", "execute", "reply"]:
+    """A drafted answer (fixed reply, write details) goes out; a confirmed write executes; else the model.
+
+    Used after intake, the confirmation gate and execution alike."""
     if state.get("draft"):
         return "reply"
     if state.get("pending"):
@@ -307,15 +309,6 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         return {"proposal": None, "pending": pending}
     details = prompts.write_details(call["name"], arguments, refund=refund or None)
     return {"proposal": None, "pending": pending, "draft": details, "messages": [_assistant(details)]}
-
-
-def route_gate(state: AgentState) -> Literal["decide", "execute", "reply"]:
-    """Refused -> back to the model; confirmed -> execute; otherwise the details go to the customer."""
-    if state.get("draft"):
-        return "reply"
-    if state.get("pending"):
-        return "execute"
-    return "decide"
 
 
 def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
@@ -458,11 +451,11 @@ def build_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState
     for name, fn in nodes.items():
         graph.add_node(name, fn)
     graph.add_edge(START, "intake")
-    graph.add_conditional_edges("intake", route_intake)
+    graph.add_conditional_edges("intake", route_next)
     graph.add_conditional_edges("decide", route_decide)
     graph.add_edge("tools", "decide")
-    graph.add_conditional_edges("gate", route_gate)
-    graph.add_conditional_edges("execute", route_gate)
+    graph.add_conditional_edges("gate", route_next)
+    graph.add_conditional_edges("execute", route_next)
     graph.add_edge("handoff", "reply")
     graph.add_edge("guard", "reply")
     graph.add_edge("reply", END)
