@@ -40,12 +40,21 @@ def make_checkpointer(settings: AgentSettings) -> Any:
             from psycopg.rows import dict_row
         except ImportError as exc:
             raise BackendUnavailable("Postgres checkpoints need `pip install .[postgres]`.") from exc
-        conn = psycopg.connect(
-            settings.postgres_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
-        )
-        saver = PostgresSaver(conn)
-        saver.setup()
-        return saver
+        try:
+            conn = psycopg.connect(
+                settings.postgres_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
+            )
+        except psycopg.Error as exc:
+            raise BackendUnavailable(
+                "Postgres for conversation checkpoints is unreachable; check SPECIALIST_AGENT__POSTGRES_URL."
+            ) from exc
+        postgres = PostgresSaver(conn)
+        try:
+            postgres.setup()  # creates the tables and runs the saver's migrations; idempotent
+        except psycopg.Error as exc:
+            conn.close()
+            raise BackendUnavailable("Postgres checkpoint tables could not be set up.") from exc
+        return postgres
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     path = Path(settings.checkpoint_path)
