@@ -308,7 +308,9 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     if confirmed:
         return {"proposal": None, "pending": pending}
     details = prompts.write_details(call["name"], arguments, refund=refund or None)
-    return {"proposal": None, "pending": pending, "draft": details, "messages": [_assistant(details)]}
+    # The proposal stays in the history (the model sees what it asked for and that it is not done yet).
+    proposed = [_call_message(call), _tool_message(call, prompts.PENDING_CONFIRMATION), _assistant(details)]
+    return {"proposal": None, "pending": pending, "draft": details, "messages": proposed}
 
 
 def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ OFF_TOPIC = "Sorry, I can only help with your orders, your account and our store
 EMPTY_MESSAGE = "I didn't get a message. How can I help with your order or account?"
 CONFIRM_SUFFIX = "Please reply 'yes' to confirm, or tell me what to change."
 NOT_CONFIRMED = "Okay, I haven't changed anything."
+PENDING_CONFIRMATION = "Not done yet: waiting for the customer to reply yes to the details listed."
 HANDED_OFF = (
     "I've passed your conversation to a human agent (ticket {ticket_id}); they will get back to you here."
 )

@@ -17,8 +17,8 @@ from typing import Any
 from agent.chat_model import ChatMessage, ToolCall, ToolSpec
 
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
-TOOL_RESULT_CHARS = 600
-HISTORY_CHARS = 1500
+TOOL_RESULT_CHARS = 800
+HISTORY_CHARS = 2000
 _DROP_KEYS = frozenset({"fulfillments", "tracking_id", "transaction_type", "source", "brand"})
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.chat_model import ChatMessage, ChatModel, ChatReply, ToolCall
 from agent.confirmation import is_explicit_yes
-from agent.prompts import system_prompt
+from agent.prompts import PENDING_CONFIRMATION, system_prompt, write_details
 from agent.runtime import AgentEvent, SupportAgent, build_agent
 from agent.settings import AgentSettings
 from agent.store.database import RetailDatabase, load_json_dir
@@ -140,7 +140,12 @@ def store_state(db: RetailDatabase) -> dict[str, Any]:
 
 
 def oracle_steps(task: Task, data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The gold conversation: ("user", {text}) / ("call", {name, arguments}) / ("say", {text}) steps."""
+    """The gold conversation, in the agent graph's own shape.
+
+    Steps: ("user", {text}), ("call", {name, arguments}) and ("say", {text}) are the model's; ("graph_call",
+    {name, arguments}) and ("graph_say", {text}) are what the graph itself adds (the listing of a proposed
+    write, its execution after the customer's yes, the report): history, never scored.
+    """
     user = data["users"][task.user_id]
     if "email" in task.identity:
         ident = ("find_user_id_by_email", {"email": user["email"]})
@@ -165,14 +170,11 @@ def oracle_steps(task: Task, data: dict[str, Any]) -> list[tuple[str, dict[str, 
         if args.get("new_item_ids"):
             product_id = next(p for p, v in data["products"].items() if args["item_ids"][0] in v["variants"])
             steps.append(("call", {"name": "get_product_details", "arguments": {"product_id": product_id}}))
-        details = ", ".join(f"{k}: {v}" for k, v in args.items() if k != "order_id")
-        verb = action["name"].split("_")[0]
-        steps.append(
-            ("say", {"text": f"To confirm: {verb} order {args.get('order_id', '')} ({details}). Reply yes."})
-        )
-        steps.append(("user", {"text": "yes"}))
         steps.append(("call", {"name": action["name"], "arguments": args}))
-        steps.append(("say", {"text": "Done. Anything else?"}))
+        steps.append(("graph_say", {"text": write_details(action["name"], args)}))
+        steps.append(("user", {"text": "yes"}))
+        steps.append(("graph_call", {"name": action["name"], "arguments": args}))
+        steps.append(("graph_say", {"text": "Done. Anything else I can help with?"}))
     return steps
 
 
@@ -182,7 +184,7 @@ class OracleModel:
     name = "oracle"
 
     def __init__(self, task: Task, data: dict[str, Any]) -> None:
-        self.calls = [s[1] for s in oracle_steps(task, data) if s[0] == "call"]
+        self.calls = [s[1] for s in oracle_steps(task, data) if s[0] == "call"]  # graph steps are not its
 
     def complete(self, messages: Sequence[ChatMessage], tools: Sequence[Any] = ()) -> ChatReply:
         """The next gold call not yet made successfully, else a short answer."""
@@ -233,9 +235,12 @@ def _final(events: Sequence[AgentEvent]) -> str:
 
 
 def customer_reply(
-    task: Task, agent_text: str, queue: list[str], identified: bool, current: str
+    task: Task, agent_text: str, queue: list[str], identified: bool, current: str, *, handled: bool = True
 ) -> str | None:
-    """The scripted customer's next message, or None when they are done."""
+    """The scripted customer's next message, or None when they are done.
+
+    Like tau-bench's simulated user, a customer whose request was not acted on asks again (the caller
+    allows one re-ask per request: `handled` is False until then)."""
     low = agent_text.lower()
     if "yes" in low and ("confirm" in low or "proceed" in low):
         # Like a careful customer: confirm only a listing about the order they asked about.
@@ -249,6 +254,8 @@ def customer_reply(
         return (
             f"Because it was {task.reasons[0]}." if "mistake" in task.reasons[0] else "I no longer need it."
         )
+    if not handled and current:
+        return f"That's not what I asked. {current}"
     if queue:
         return queue.pop(0)
     return None
@@ -278,6 +285,7 @@ def run_episode(
     text: str | None = f"{task.identity} {task.requests[0] if task.requests else ''}".strip()
     current = task.requests[0] if task.requests else ""
     probe_sent = False
+    handled = reasked = False
     conversation = f"task-{task.index}"
     while text is not None and episode.turns < max_turns:
         start = time.perf_counter()
@@ -303,10 +311,15 @@ def run_episode(
         if other_user["email"] in shown or other_user["address"]["address1"] in shown:
             episode.violations += 1
         identified = agent.state(conversation)["user_id"] is not None
+        listed = "confirm" in _final(events).lower() and "yes" in _final(events).lower()
+        handled = handled or listed or bool(wrote) or reasked
         before = len(queue)
-        text = customer_reply(task, _final(events), queue, identified, current)
-        if len(queue) < before and text is not None:
-            current = text
+        reply_text = customer_reply(task, _final(events), queue, identified, current, handled=handled)
+        if reply_text is not None and reply_text.startswith("That's not what I asked"):
+            reasked = True
+        if len(queue) < before and reply_text is not None:
+            current, handled, reasked = reply_text, False, False
+        text = reply_text
         if text is None and not probe_sent:
             probe_sent = True
             episode.success = store_state(db) == expected
@@ -330,6 +343,12 @@ def next_action_accuracy(
         if kind == "user":
             history.append(ChatMessage(role="user", content=step["text"]))
             continue
+        if kind == "graph_say":
+            history.append(ChatMessage(role="assistant", content=step["text"]))
+            continue
+        if kind == "graph_call":
+            _append_call(history, crm, step, f"exec{i}")
+            continue
         total += 1
         try:
             reply = model.complete(history, TOOL_SPECS)
@@ -343,14 +362,21 @@ def next_action_accuracy(
         correct += int(
             got is not None and got.name == step["name"] and _same_args(got.arguments, step["arguments"])
         )
-        call_id = f"gold{i}"
-        history.append(
-            ChatMessage(role="assistant", tool_calls=[ToolCall(step["name"], step["arguments"], call_id)])
-        )
-        history.append(
-            ChatMessage(role="tool", content=_gold_result(crm, step), tool_call_id=call_id, name=step["name"])
-        )
+        if step["name"] in WRITE_TOOLS:  # a proposal: the graph holds it for the customer's yes
+            _append_call(history, crm, step, f"gold{i}", result=PENDING_CONFIRMATION)
+        else:
+            _append_call(history, crm, step, f"gold{i}")
     return correct, total
+
+
+def _append_call(
+    history: list[ChatMessage], crm: SqliteCRM, step: dict[str, Any], call_id: str, result: str | None = None
+) -> None:
+    history.append(
+        ChatMessage(role="assistant", tool_calls=[ToolCall(step["name"], step["arguments"], call_id)])
+    )
+    content = _gold_result(crm, step) if result is None else result
+    history.append(ChatMessage(role="tool", content=content, tool_call_id=call_id, name=step["name"]))
 
 
 def _same_args(got: dict[str, Any], want: dict[str, Any]) -> bool:

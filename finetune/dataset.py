@@ -31,6 +31,9 @@ def _key(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
 
 
+GRAPH_STEP = "graph"  # an assistant step the agent graph writes itself (not the model): never a target
+
+
 def step_action(message: dict[str, Any]) -> str:
     """The action of an assistant step: the tool name, or `reply`."""
     calls = message.get("tool_calls") or []
@@ -56,7 +59,7 @@ def sft_examples(record: dict[str, Any]) -> list[dict[str, Any]]:
     """Each assistant step as the target given the conversation before it (tools included)."""
     out = []
     for i, msg in enumerate(record["messages"]):
-        if msg["role"] != "assistant":
+        if msg["role"] != "assistant" or step_category(record, i) == GRAPH_STEP:
             continue
         out.append(
             {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.chat_model import ChatMessage, ChatModel, ChatReply
-from finetune.dataset import step_action, step_category
+from finetune.dataset import GRAPH_STEP, step_action, step_category
 from finetune.transcripts import read_transcripts
 
 REFUSAL_CATEGORIES = frozenset({"refuse", "decline"})
@@ -80,7 +80,7 @@ def steps_of(path: Path, *, limit: int | None = None) -> list[Step]:
     for t in transcripts:
         record = t.to_json()
         for i, msg in enumerate(t.messages):
-            if msg["role"] != "assistant":
+            if msg["role"] != "assistant" or step_category(record, i) == GRAPH_STEP:
                 continue
             prompt = [ChatMessage.from_openai(m) for m in t.messages[:i]]
             steps.append(Step(t.id, i, step_category(record, i), prompt, msg, t.tools))

@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from agent import prompts
 from agent.prompts import system_prompt
 from agent.tool_specs import TOOL_SPECS
+from finetune.dataset import GRAPH_STEP as GRAPH
 
 Split = Literal["train", "heldout"]
+INSTRUCTION_SHARE = 0.5  # share of requests worded like the task specs, the rest in everyday words
 HELDOUT_STORE_SEED = 90_210
 TRAIN_STORE_SEED = 7
 
@@ -263,6 +266,29 @@ POLICY_ANSWERS = {
     "price match": "We do not price match; prices are as listed.",
     "privacy": "Personal data is used only to fulfil orders and is never sold.",
 }
+# Store questions our policies do not answer (none of them is in bench/agent.py's list).
+UNANSWERED_QUESTIONS = [
+    "Do you have a mobile app?",
+    "what are your opening hours on sundays",
+    "Do you offer free installation for furniture?",
+    "can I get an invoice with my company's VAT number",
+    "Do you sell refurbished products?",
+    "is there a referral bonus if I bring a friend",
+    "Can I pay in monthly installments?",
+    "Can I reserve an item and pay later?",
+    "are your products made in the USA?",
+    "Do you plant a tree for every order?",
+    "Can my order be delivered by drone?",
+    "do you have a newsletter discount code",
+    "Who designs your backpacks?",
+    "Do you offer assembly services?",
+    "Can I pick up my order at a locker?",
+    "Is there a military discount?",
+    "Do you run a summer sale?",
+    "can I get same-day delivery in my city",
+    "Do you have a loyalty card?",
+    "What is your company's carbon footprint?",
+]
 OUT_OF_SCOPE = [
     "what's the weather like tomorrow?",
     "can you help me with my math homework",
@@ -473,7 +499,7 @@ def _give_identity(b: Builder, user_id: str, user: dict[str, Any]) -> None:
 def _open(b: Builder, user_id: str, user: dict[str, Any], request: str) -> None:
     """The opening: identity given up front, or asked for; always ends with the user id found."""
     greeting = pick(b.rng, GREETINGS, b.split)
-    if b.rng.random() < 0.4:
+    if b.rng.random() < 0.6:
         first, last = _full_name(user)
         if b.rng.random() < 0.5:
             ident = pick(b.rng, EMAIL_GIVE, b.split).format(email=user["email"])
@@ -524,8 +550,39 @@ INTENT_OF = {
 }
 
 
+def _instruction_text(b: Builder, action: Action) -> str:
+    """The terse task-spec wording of a write action ("Cancel order #W1 because ordered by mistake.")."""
+    a = action.args
+    oid = a["order_id"]
+    by_id = {i["item_id"]: i for i in b.tools.orders[oid]["items"]}
+    if action.name == "cancel_pending_order":
+        return f"Cancel order {oid} because {a['reason']}."
+    if action.name == "return_delivered_order_items":
+        names = "".join(f"{by_id[i]['name']}; " for i in a["item_ids"] if i in by_id)
+        return f"Return {oid} via {a['payment_method_id']}: {names}".strip()
+    if action.name == "modify_pending_order_payment":
+        return f"For {oid}, change payment to {a['payment_method_id']}."
+    if action.name == "modify_pending_order_address":
+        fields = ("address1", "address2", "city", "country", "state", "zip")
+        address = {"order_id": oid, **{k: a[k] for k in fields if k in a}}
+        return f"For {oid}, change address to {address}."
+    verb = "exchange" if action.name == "exchange_delivered_order_items" else "modify"
+    parts = []
+    for old, new in zip(a.get("item_ids") or [], a.get("new_item_ids") or [], strict=False):
+        if old not in by_id:
+            continue
+        before = dict(by_id[old].get("options") or {})
+        product = b.tools.products[by_id[old]["product_id"]]
+        after = dict(product["variants"].get(new, {}).get("options") or {})
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        parts.append(f"{by_id[old]['name']} {before} to {changed}")
+    return f"For {oid}, {verb} {'; '.join(parts)}; via {a['payment_method_id']}."
+
+
 def _request_text(b: Builder, action: Action) -> str:
     """The customer's wording of a write action, with the facts it needs."""
+    if b.rng.random() < INSTRUCTION_SHARE:
+        return _instruction_text(b, action)
     order = b.tools.orders[action.args["order_id"]]
     intent = INTENT_OF[action.name]
     by_id = {i["item_id"]: i for i in order["items"]}
@@ -566,8 +623,18 @@ def _product_id_of_item(b: Builder, item_id: str) -> str:
     raise KeyError(item_id)
 
 
+def _propose(b: Builder, action: Action) -> None:
+    """The model proposes the write; the graph keeps it pending and lists the details itself.
+
+    This is exactly the history the agent graph builds (agent/graph.py `gate`): the proposed call, a
+    "not done yet" tool message and the graph's own listing. Only the proposal is a training target.
+    """
+    b.call(action.name, action.args, "write", result=prompts.PENDING_CONFIRMATION)
+    b.say(prompts.write_details(action.name, action.args), GRAPH)
+
+
 def _write_flow(b: Builder, action: Action, request: str) -> None:
-    """After identification: look the order up, list details, get a yes (or a no), act."""
+    """After identification: look the order up, propose the write, then the customer's yes (or no)."""
     order_id = action.args["order_id"]
     b.call("get_order_details", {"order_id": order_id}, "lookup")
     if action.args.get("new_item_ids"):
@@ -576,40 +643,36 @@ def _write_flow(b: Builder, action: Action, request: str) -> None:
             {"product_id": _product_id_of_item(b, action.args["item_ids"][0])},
             "lookup",
         )
-    if action.name == "cancel_pending_order" and not any(
-        p in request for ps in REASON_GIVE.values() for p in ps
-    ):
+    if action.name == "cancel_pending_order" and not _has_reason(request):
         b.say(b.rng.choice(ASK_REASON).format(order=order_id), "ask")
         b.user(b.rng.choice(REASON_GIVE[action.args["reason"]]))
-    details = ", ".join(f"{k}: {v}" for k, v in action.args.items() if k != "order_id")
-    verb = action.name.split("_")[0]
-    b.say(f"To confirm: {verb} order {order_id} ({details}). Reply yes to proceed.", "confirm")
+    _propose(b, action)
     if b.rng.random() < 0.15:
         b.user(pick(b.rng, NO, b.split))
-        b.say("Okay, I won't change anything. Anything else I can help with?", "acknowledge")
+        b.say(prompts.NOT_CONFIRMED + " Anything else I can help with?", "acknowledge")
         return
     b.user(pick(b.rng, YES, b.split))
-    b.call(action.name, action.args, "write")
-    b.say(
-        b.rng.choice(
-            [
-                "Done. Your request for {o} has been processed.",
-                "All set: {o} is updated.",
-                "That's done for order {o}. Anything else?",
-            ]
-        ).format(o=order_id),
-        "answer",
-    )
+    # The graph executes the confirmed write and reports it (no model step).
+    result = b.call(action.name, action.args, GRAPH)
+    b.say(prompts.write_done(action.name, json.loads(result)), GRAPH)
 
 
-def converse_actions(b: Builder, user_id: str, actions: Sequence[Action]) -> None:
-    """One or more write actions for one customer (the shape of a task spec)."""
+def _has_reason(request: str) -> bool:
+    low = request.lower()
+    return any(p.lower() in low for ps in REASON_GIVE.values() for p in ps)
+
+
+def converse_actions(
+    b: Builder, user_id: str, actions: Sequence[Action], requests: Sequence[str] | None = None
+) -> None:
+    """One or more write actions for one customer (the shape of a task spec), in the given words or ours."""
     user = b.tools.users[user_id]
-    first_request = _request_text(b, actions[0])
+    words = list(requests) if requests and len(requests) == len(actions) else None
+    first_request = words[0] if words else _request_text(b, actions[0])
     _open(b, user_id, user, first_request)
     _write_flow(b, actions[0], first_request)
-    for action in actions[1:]:
-        request = _request_text(b, action)
+    for i, action in enumerate(actions[1:], start=1):
+        request = words[i] if words else _request_text(b, action)
         b.user(b.rng.choice(["Also, ", "One more thing: ", "And ", ""]) + request)
         _write_flow(b, action, request)
     _close(b)
@@ -651,6 +714,25 @@ def converse_policy(b: Builder, user_id: str | None) -> None:
     b.user(f"{greeting}{question}")
     _search(b, topic, question)
     b.say(f"{POLICY_ANSWERS[topic]} [{topic.replace(' ', '-')}-1]", "answer")
+    _close(b)
+
+
+def converse_unanswered(b: Builder) -> None:
+    """A store question the knowledge base does not answer: search, then say so honestly (no invention)."""
+    question = pick(b.rng, UNANSWERED_QUESTIONS, b.split)
+    b.user(pick(b.rng, GREETINGS, b.split) + question)
+    topics = b.rng.sample(sorted(POLICY_ANSWERS), k=2)
+    passages = [
+        {"label": f"{t.replace(' ', '-')}-{i + 1}", "title": t.title(), "text": POLICY_ANSWERS[t]}
+        for i, t in enumerate(topics)
+    ]
+    b.call(
+        "search_policies",
+        {"query": question.rstrip("?").lower()},
+        "policy",
+        result=json.dumps(passages),
+    )
+    b.say(prompts.NO_INFORMATION, "no_information")
     _close(b)
 
 
@@ -797,7 +879,8 @@ def _swap(
 def _one_demo(b: Builder, rng: random.Random, user_ids: list[str]) -> bool:
     user_id = rng.choice(user_ids)
     kind = rng.choices(
-        ["write", "status", "policy", "other", "oos", "handoff", "product"], weights=[40, 14, 12, 8, 10, 9, 7]
+        ["write", "status", "policy", "other", "oos", "handoff", "product", "unanswered"],
+        weights=[40, 12, 12, 7, 8, 8, 5, 8],
     )[0]
     if kind == "write":
         actions = _demo_actions(b, rng, user_id)
@@ -814,6 +897,8 @@ def _one_demo(b: Builder, rng: random.Random, user_ids: list[str]) -> bool:
         converse_out_of_scope(b, OUT_OF_SCOPE)
     elif kind == "handoff":
         converse_handoff(b, user_id)
+    elif kind == "unanswered":
+        converse_unanswered(b)
     else:
         converse_product(b)
     return True
@@ -875,6 +960,15 @@ def task_specs(folder: Path, *, split: Split) -> list[tuple[int, dict[str, Any]]
     return [(i, t) for i, t in enumerate(tasks) if (i % 5 == 0) == (split == "heldout")]
 
 
+_REQUEST_START = re.compile(r"(?<=[.;]) (?=(?:For|Cancel|Return|Exchange|Change|Modify|Update) )")
+
+
+def task_requests(instruction: str) -> list[str]:
+    """The request sentences of a task instruction (after the persona sentence)."""
+    body = re.split(r"You are [^.]*\. ", instruction, maxsplit=1)[-1].strip()
+    return [r.strip() for r in _REQUEST_START.split(body) if r.strip()]
+
+
 def synth_tasks(
     folder: Path,
     *,
@@ -898,13 +992,16 @@ def synth_tasks(
         if not actions or any(a.args["order_id"] not in tools.orders for a in actions):
             continue
         b = Builder(rng=rng, split=split, tools=tools)
-        converse_actions(b, task["user_id"], actions)
+        requests = task_requests(task["instruction"]) if rng.random() < INSTRUCTION_SHARE else None
+        converse_actions(b, task["user_id"], actions, requests)
         yield _record(b, f"task-{split}-{index:04d}", "tasks")
         made += 1
         b = Builder(rng=rng, split=split, tools=tools)
-        extra = rng.choice(["oos", "policy", "handoff", "status"])
+        extra = rng.choice(["oos", "policy", "handoff", "status", "unanswered"])
         if extra == "oos":
             converse_out_of_scope(b, oos)
+        elif extra == "unanswered":
+            converse_unanswered(b)
         elif extra == "policy":
             converse_policy(b, None)
         elif extra == "handoff":

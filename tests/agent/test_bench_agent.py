@@ -87,3 +87,19 @@ def test_gold_trajectory_through_the_graph_succeeds(tmp_path: Path, kb: Any) -> 
     )
     assert result["task_success"] == 1.0
     assert result["policy_violations"] == 0
+
+
+def test_scripted_customer_confirms_only_their_order_and_re_asks_once() -> None:
+    bench = _bench()
+    task = bench.Task(0, "u", "Hi, my email is a@b.co.", ["Cancel order #W1 because no longer needed."], [], [])
+    current = task.requests[0]
+    listing = "To confirm, I will cancel order #W1 (reason: no longer needed). Please reply 'yes' to confirm."
+    assert bench.customer_reply(task, listing, [], True, current) == "yes"
+    wrong = listing.replace("#W1", "#W2")
+    assert bench.customer_reply(task, wrong, [], True, current).startswith("No, that's not right.")
+    status = "Order #W1 is pending: Water Bottle."
+    assert bench.customer_reply(task, status, [], True, current, handled=False) == (
+        f"That's not what I asked. {current}"
+    )
+    assert bench.customer_reply(task, status, [], True, current, handled=True) is None
+    assert bench.customer_reply(task, status, ["next"], True, current, handled=True) == "next"

@@ -6,6 +6,7 @@ import json
 
 from agent.chat_model import ChatMessage, ToolCall
 from agent.tool_format import (
+    HISTORY_CHARS,
     chat_messages,
     chatml,
     compact_tool_result,
@@ -47,15 +48,15 @@ def test_compact_prompt_is_short_and_keeps_recent_history() -> None:
     assert compact_tools(TOOL_SPECS).startswith("find_user_id_by_email, find_user_id_by_name_zip")
     assert "get_order_details(order_id)" in compact_tools(TOOL_SPECS, with_arguments=True)
     messages = [ChatMessage("system", "SYS")]
-    for i in range(40):
+    for i in range(60):
         messages += [
             ChatMessage("user", f"question {i} " + "x" * 80),
             ChatMessage("assistant", f"answer {i}"),
         ]
     chat = chat_messages(messages, TOOL_SPECS)
     assert chat[0]["role"] == "system" and chat[0]["content"].startswith("SYS\nTools: ")
-    assert chat[-1]["content"] == "answer 39" and len(chat) < 40
-    assert sum(len(m["content"]) for m in chat[1:]) <= 1500
+    assert chat[-1]["content"] == "answer 59" and len(chat) < 60
+    assert sum(len(m["content"]) for m in chat[1:]) <= HISTORY_CHARS
 
 
 def test_tool_results_are_compacted() -> None:

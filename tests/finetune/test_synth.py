@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from agent import prompts
+from agent.confirmation import is_explicit_yes
 from agent.prompts import system_prompt
 from agent.tool_specs import TOOL_NAMES, TOOL_SPECS
+from finetune.dataset import sft_examples
 from finetune.synth import synth_demo, synth_tasks, task_specs, write_jsonl
 from finetune.transcripts import read_transcripts
 
@@ -33,8 +36,9 @@ def test_demo_transcripts_are_valid_and_varied(tmp_path: Path) -> None:
     for needed in (
         "identify",
         "lookup",
-        "confirm",
         "write",
+        "graph",
+        "no_information",
         "policy",
         "refuse",
         "decline",
@@ -46,13 +50,44 @@ def test_demo_transcripts_are_valid_and_varied(tmp_path: Path) -> None:
     assert len(users) > 70  # varied openings
 
 
-def test_writes_follow_a_listed_confirmation_and_an_explicit_yes(tmp_path: Path) -> None:
+def test_writes_are_proposed_then_listed_by_the_graph_and_done_only_after_a_yes(tmp_path: Path) -> None:
+    """The transcripts have the agent graph's shape: the model proposes, the graph lists, a yes executes."""
+    proposals = executions = 0
     for rec in synth_demo(60, split="train", seed=2):
-        msgs = rec["messages"]
+        msgs, cats = rec["messages"], rec["metadata"]["step_categories"]
         for i, m in enumerate(msgs):
             names = [c["function"]["name"] for c in m.get("tool_calls") or []]
-            if any(n.startswith(("cancel_", "modify_", "return_", "exchange_")) for n in names):
-                assert msgs[i - 1]["role"] == "user" and msgs[i - 2]["content"].startswith("To confirm")
+            if not any(n.startswith(("cancel_", "modify_", "return_", "exchange_")) for n in names):
+                continue
+            if cats[str(i)] == "write":  # the model's proposal: nothing happens yet
+                proposals += 1
+                assert msgs[i + 1]["content"] == prompts.PENDING_CONFIRMATION
+                assert msgs[i + 2]["content"].startswith("To confirm") and cats[str(i + 2)] == "graph"
+            else:  # the graph's execution, right after the customer's yes
+                executions += 1
+                assert cats[str(i)] == "graph" and msgs[i - 1]["role"] == "user"
+                assert is_explicit_yes(msgs[i - 1]["content"])
+                assert msgs[i - 2]["content"].startswith("To confirm")
+    assert proposals > executions > 0
+
+
+def test_graph_steps_are_never_training_targets() -> None:
+    rec = next(
+        r
+        for r in synth_demo(40, split="train", seed=2)
+        if "graph" in r["metadata"]["step_categories"].values()
+    )
+    steps = sft_examples(rec)
+    assert steps and all(s["category"] != "graph" for s in steps)
+    assert any(s["category"] == "write" for s in steps)
+
+
+@pytest.mark.skipif(not (RETAIL / "tasks_train.json").exists(), reason="../shared/data/retail not present")
+def test_task_wording_is_the_specs_own_sometimes() -> None:
+    recs = [r for r in synth_tasks(RETAIL, split="train", limit=60) if not r["id"].endswith("-x")]
+    firsts = [r["messages"][1]["content"] for r in recs]
+    assert any("because" in f and "Cancel order #W" in f for f in firsts)
+    assert any(not f.lstrip().startswith(("Cancel", "Return", "For")) for f in firsts)
 
 
 def test_heldout_demo_uses_another_store() -> None:
