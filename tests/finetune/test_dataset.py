@@ -7,6 +7,7 @@ from pathlib import Path
 
 from finetune.dataset import (
     DPO_TRAIN,
+    GRAPH_STEP,
     SFT_TRAIN,
     SFT_VAL,
     DatasetBuild,
@@ -16,15 +17,19 @@ from finetune.dataset import (
 )
 
 
-def test_sft_steps_cover_every_assistant_message(dataset: DatasetBuild, demo_transcripts: Path) -> None:
+def test_sft_steps_cover_every_model_step(dataset: DatasetBuild, demo_transcripts: Path) -> None:
+    """Every assistant message is a target, except the ones the agent graph writes itself."""
     rows = read_jsonl(dataset.out_dir / SFT_TRAIN) + read_jsonl(dataset.out_dir / SFT_VAL)
-    assistant_steps = sum(
-        1
-        for line in demo_transcripts.read_text().splitlines()
-        for m in json.loads(line)["messages"]
-        if m["role"] == "assistant"
-    )
-    assert len(rows) == assistant_steps
+    model_steps = graph_steps = 0
+    for line in demo_transcripts.read_text().splitlines():
+        record = json.loads(line)
+        for i, m in enumerate(record["messages"]):
+            if m["role"] == "assistant":
+                graph = record["metadata"]["step_categories"].get(str(i)) == GRAPH_STEP
+                graph_steps += graph
+                model_steps += not graph
+    assert len(rows) == model_steps and graph_steps > 0
+    assert not any(row["category"] == GRAPH_STEP for row in rows)
     for row in rows:
         assert row["completion"][0]["role"] == "assistant"
         assert len(row["prompt"]) == row["step"] and row["tools"]
