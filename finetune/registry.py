@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -11,16 +13,49 @@ from typing import Any
 
 from finetune.base_model import SMOLLM2_ID, cached_base_dir, smollm2_ref
 from finetune.train import RUN_FILE
-from specialist.errors import Conflict, GateFailed, NotFound
+from specialist.errors import Conflict, GateFailed, ModelUnavailable, NotFound
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+GGUF_LORA_DIR = Path("var/gguf_lora")
+GGUF_EXPORT_VERSION = "1"  # part of the cache key: bump when finetune/gguf_export.py writes differently
 
 
-def default_record() -> dict[str, Any]:
+def gguf_lora(adapter_dir: Path, base_gguf: Path, cache_dir: Path = GGUF_LORA_DIR) -> Path | None:
+    """The adapter as a GGUF LoRA for llama.cpp, converted once and cached by the adapter's sha256.
+
+    None when it cannot be converted (the record then serves on transformers).
+    """
+    from finetune.gguf_export import export_gguf_lora, head_counts
+
+    digest = hashlib.sha256(GGUF_EXPORT_VERSION.encode())
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        digest.update((adapter_dir / name).read_bytes())
+    target = cache_dir / f"{digest.hexdigest()[:32]}.gguf"
+    if target.exists():
+        return target
+    try:
+        return export_gguf_lora(adapter_dir, target, head_counts(base_gguf))
+    except (ImportError, ModelUnavailable) as exc:
+        log.warning("no GGUF LoRA for %s (%s): serving it on transformers", adapter_dir, exc)
+        return None
+
+
+def with_gguf_lora(record: dict[str, Any], cache_dir: Path = GGUF_LORA_DIR) -> dict[str, Any]:
+    """The record plus `gguf_lora` (what makes the in-process backend run it on llama.cpp)."""
+    adapter, base = record.get("adapter_dir"), record.get("base_gguf")
+    if not adapter or not base or not (Path(adapter) / "adapter_model.safetensors").exists():
+        return record
+    lora = gguf_lora(Path(adapter), Path(base), cache_dir)
+    return {**record, "gguf_lora": str(lora) if lora else None}
+
+
+def default_record(gguf_dir: Path = GGUF_LORA_DIR) -> dict[str, Any]:
     """The committed default model: SmolLM2-135M-Instruct + the shipped LoRA adapter."""
     ref = smollm2_ref()
     adapter = DEFAULT_MODEL_DIR / "adapter"
-    return {
+    record = {
         "name": "default",
         "kind": "default",
         "base_model": SMOLLM2_ID,
@@ -29,6 +64,7 @@ def default_record() -> dict[str, Any]:
         "adapter_dir": str(adapter) if (adapter / "adapter_config.json").exists() else None,
         "prompt_format": "compact",
     }
+    return with_gguf_lora(record, gguf_dir)
 
 
 def base_record() -> dict[str, Any]:
@@ -61,11 +97,11 @@ def write_run(run_dir: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, run_dir / RUN_FILE)
 
 
-def run_record_for_serving(run_dir: Path) -> dict[str, Any]:
+def run_record_for_serving(run_dir: Path, gguf_dir: Path = GGUF_LORA_DIR) -> dict[str, Any]:
     """The live-model record of a trained run (base weights + its adapter)."""
     base = json.loads((run_dir / "base.json").read_text())
     ref = smollm2_ref()
-    return {
+    record = {
         "name": run_dir.name,
         "kind": "run",
         "base_model": base.get("model_id", SMOLLM2_ID),
@@ -74,14 +110,17 @@ def run_record_for_serving(run_dir: Path) -> dict[str, Any]:
         "adapter_dir": str(run_dir / "adapter"),
         "prompt_format": base.get("prompt_format", "compact"),
     }
+    return with_gguf_lora(record, gguf_dir)
 
 
 class ModelRegistry:
-    """Runs live in `runs_dir`; the promotion history (last entry = live) in `registry_path`."""
+    """Runs live in `runs_dir`; the promotion history (last entry = live) in `registry_path`; GGUF
+    conversions of the adapters next to it."""
 
     def __init__(self, runs_dir: Path, registry_path: Path) -> None:
         self.runs_dir = Path(runs_dir)
         self.registry_path = Path(registry_path)
+        self.gguf_dir = self.registry_path.parent / "gguf_lora"
 
     def _history(self) -> list[dict[str, Any]]:
         if not self.registry_path.exists():
@@ -111,7 +150,8 @@ class ModelRegistry:
     def live(self) -> dict[str, Any]:
         """The live-model record: the last promotion, or the committed default model."""
         history = self._history()
-        return dict(history[-1]) if history else default_record()
+        # the GGUF LoRA is (re)derived, never trusted from the history: a cleared cache converts again
+        return with_gguf_lora(dict(history[-1]), self.gguf_dir) if history else default_record(self.gguf_dir)
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run (NotFound for an unknown id or a path outside the runs folder)."""
@@ -135,7 +175,8 @@ class ModelRegistry:
             raise GateFailed(f"run {run_id} failed its gate: {gate.get('reason', 'no reason recorded')}")
         if self.live().get("name") == run_id:
             raise Conflict(f"run {run_id} is already live")
-        record = run_record_for_serving(run_dir)
+        record = run_record_for_serving(run_dir, self.gguf_dir)
+        record.pop("gguf_lora", None)  # a cache path; live() derives it
         record["export_dir"] = str(export_adapter(run_dir, merged=merged))
         record["promoted_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         record["gate"] = {k: gate.get(k) for k in ("passed", "reason", "data_sha256")}

@@ -15,8 +15,12 @@ __all__ = ["OpenAIChatModel", "build_backend", "local_model_from_record"]
 def local_model_from_record(
     record: dict[str, Any], *, engine: str = "auto", max_new_tokens: int = 256
 ) -> ChatModel:
-    """The in-process model of a live-model record: llama.cpp when it has a GGUF export, else transformers."""
-    if engine == "llama.cpp" or (engine == "auto" and record.get("gguf_lora") is not None):
+    """The in-process model of a live-model record.
+
+    `auto` runs it on llama.cpp (several times faster on CPU) when the record has the base GGUF and, for
+    an adapter, its GGUF LoRA export (`gguf_lora`); otherwise, or without llama-cpp-python, on transformers.
+    """
+    if engine == "llama.cpp" or (engine == "auto" and runs_on_llama_cpp(record)):
         try:
             from agent.backends.llama_cpp import LlamaCppChatModel
 
@@ -27,6 +31,13 @@ def local_model_from_record(
     from agent.backends.local import TransformersChatModel
 
     return TransformersChatModel.from_record(record, max_new_tokens=max_new_tokens)
+
+
+def runs_on_llama_cpp(record: dict[str, Any]) -> bool:
+    """Whether llama.cpp can serve the record as it is: the base GGUF, and the adapter's GGUF LoRA if any."""
+    if not record.get("base_gguf"):
+        return False
+    return not record.get("adapter_dir") or bool(record.get("gguf_lora"))
 
 
 def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel:

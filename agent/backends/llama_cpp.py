@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,7 +17,11 @@ def patched_llama() -> Any:
     """llama_cpp.Llama with llama.cpp's extra weight buffers (AMX repacking) off.
 
     With them on, decoding crashes (SIGSEGV) on this machine's AMX CPU with llama-cpp-python 0.3.36.
+    OpenMP threads sleep instead of spinning at barriers: on a CPU shared with other work (a training
+    job) spinning threads made a call ~20x slower (86 s instead of 4 s for ~700 prompt tokens, 2 threads).
+    libggml's OpenMP (the system libgomp, not torch's) reads this when llama_cpp is first imported.
     """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import llama_cpp.llama_cpp as lib
     from llama_cpp import Llama
 
@@ -34,7 +39,12 @@ def patched_llama() -> Any:
 
 
 class LlamaCppChatModel:
-    """Greedy decoding with llama-cpp-python; `reload()` swaps in a newly promoted adapter."""
+    """Greedy decoding with llama-cpp-python; `reload()` swaps in a newly promoted adapter.
+
+    Consecutive calls reuse the KV cache of their common token prefix (llama-cpp-python keeps the last
+    prompt's state and evaluates only what follows the shared prefix): the system prompt and tool list,
+    and within a conversation the turns so far. `reused_tokens` says how many the last call reused.
+    """
 
     def __init__(
         self,
@@ -50,12 +60,14 @@ class LlamaCppChatModel:
         self.max_new_tokens = max_new_tokens
         self._threads, self._n_ctx = threads, n_ctx
         self._lock = threading.Lock()
+        self.reused_tokens = 0
         self._llm = self._load(gguf, lora)
         self.record: dict[str, Any] = {"base_gguf": str(gguf), "gguf_lora": str(lora) if lora else None}
 
     @classmethod
     def from_record(cls, record: dict[str, Any], *, max_new_tokens: int = 256) -> LlamaCppChatModel:
         """Build from a live-model record (`base_gguf`, optional `gguf_lora`, `name`)."""
+        _check_record(record)
         model = cls(
             Path(record["base_gguf"]),
             lora=Path(record["gguf_lora"]) if record.get("gguf_lora") else None,
@@ -75,15 +87,18 @@ class LlamaCppChatModel:
             lora_path=str(lora) if lora else None,
             n_ctx=self._n_ctx,
             n_threads=self._threads,
+            n_threads_batch=self._threads,
             verbose=False,
         )
 
     def reload(self, record: dict[str, Any]) -> None:
         """Swap in another live model without restarting."""
+        _check_record(record)
         lora = Path(record["gguf_lora"]) if record.get("gguf_lora") else None
         llm = self._load(Path(record["base_gguf"]), lora)
         with self._lock:
             self._llm = llm
+            self.reused_tokens = 0
             self.name = str(record.get("name", self.name))
             self.record = dict(record)
 
@@ -91,8 +106,11 @@ class LlamaCppChatModel:
         """Greedy completion of one conversation (same prompt as training: compact ChatML)."""
         prompt = chatml(chat_messages(messages, tools))
         with self._lock:
-            out = self._llm.create_completion(
-                prompt=prompt, max_tokens=self.max_new_tokens, temperature=0.0, stop=[END_OF_TURN]
+            llm = self._llm
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            self.reused_tokens = llm.longest_token_prefix(llm._input_ids[: llm.n_tokens].tolist(), tokens)
+            out = llm.create_completion(
+                prompt=tokens, max_tokens=self.max_new_tokens, temperature=0.0, stop=[END_OF_TURN]
             )
         raw = str(out["choices"][0]["text"])
         parsed = parse_reply(raw)
@@ -110,3 +128,12 @@ class LlamaCppChatModel:
         reply = self.complete(messages, tools)
         for i, word in enumerate(reply.text.split(" ")):
             yield word if i == 0 else " " + word
+
+
+def _check_record(record: dict[str, Any]) -> None:
+    """Refuse an adapter record without its GGUF LoRA: llama.cpp would silently serve the bare base model."""
+    if record.get("adapter_dir") and not record.get("gguf_lora"):
+        raise ModelUnavailable(
+            f"model {record.get('name', '?')!r} has an adapter but no GGUF LoRA export; "
+            "serve it with backend=transformers"
+        )

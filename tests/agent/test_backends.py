@@ -111,6 +111,30 @@ def test_transformers_backend_answers_with_the_compact_prompt(tmp_path: Path) ->
     assert len(batch) == 2
 
 
+def test_the_in_process_engine_follows_the_record_and_the_setting(tmp_path: Path) -> None:
+    """auto: llama.cpp for the base GGUF and for an adapter with its GGUF LoRA; transformers otherwise."""
+    from agent.backends import local_model_from_record, runs_on_llama_cpp
+    from agent.backends.llama_cpp import LlamaCppChatModel
+    from agent.backends.local import TransformersChatModel
+    from finetune.registry import base_record, default_record
+
+    default = default_record(tmp_path / "gguf")
+    assert default["gguf_lora"] and Path(default["gguf_lora"]).parent == tmp_path / "gguf"
+    assert runs_on_llama_cpp(default) and runs_on_llama_cpp(base_record())
+    unconverted = {**default, "gguf_lora": None}
+    assert not runs_on_llama_cpp(unconverted)
+
+    fast = local_model_from_record(base_record(), max_new_tokens=4)
+    assert isinstance(fast, LlamaCppChatModel)
+    reply = fast.complete([ChatMessage("user", "hello")])
+    assert reply.completion_tokens > 0 and reply.prompt_tokens > 0
+    assert isinstance(local_model_from_record(unconverted, max_new_tokens=4), TransformersChatModel)
+    with pytest.raises(ModelUnavailable, match="no GGUF LoRA"):  # never the bare base in its place
+        local_model_from_record(unconverted, engine="llama.cpp")
+    with pytest.raises(ModelUnavailable, match="no GGUF LoRA"):
+        fast.reload(unconverted)
+
+
 def test_finetune_eval_scores_an_openai_endpoint(llama_server: str, tmp_path: Path) -> None:
     """`specialist finetune eval --model URL` scores any OpenAI-compatible endpoint on held-out data."""
     import json

@@ -83,8 +83,15 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     msgs = [ChatMessage("user", "hello")]
     before = serving._model.model.layers[29].mlp.down_proj.weight.clone()
 
+    default_lora = registry.live()["gguf_lora"]
+    assert Path(default_lora).parent == registry.gguf_dir
+
     record = registry.promote("cand")
     assert registry.live()["name"] == "cand" and record["export_dir"].endswith("export/adapter")
+    # llama.cpp serves the promoted adapter from its own cached GGUF conversion (keyed by the adapter)
+    assert "gguf_lora" not in json.loads(registry.registry_path.read_text())["history"][-1]
+    run_lora = Path(registry.live()["gguf_lora"])
+    assert run_lora.exists() and run_lora.parent == registry.gguf_dir and str(run_lora) != default_lora
     assert (Path(record["export_dir"]) / "adapter_config.json").exists()
     assert read_run(run_dir)["status"] == "promoted"
     with pytest.raises(Conflict, match="already live"):
