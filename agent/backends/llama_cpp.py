@@ -17,11 +17,7 @@ def patched_llama() -> Any:
     """llama_cpp.Llama with llama.cpp's extra weight buffers (AMX repacking) off.
 
     With them on, decoding crashes (SIGSEGV) on this machine's AMX CPU with llama-cpp-python 0.3.36.
-    OpenMP threads sleep instead of spinning at barriers: on a CPU shared with other work (a training
-    job) spinning threads made a call ~20x slower (86 s instead of 4 s for ~700 prompt tokens, 2 threads).
-    libggml's OpenMP (the system libgomp, not torch's) reads this when llama_cpp is first imported.
     """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import llama_cpp.llama_cpp as lib
     from llama_cpp import Llama
 
@@ -36,6 +32,19 @@ def patched_llama() -> Any:
         lib.llama_model_default_params = without_extra_buffers
         lib._specialist_patched = True  # type: ignore[attr-defined]
     return Llama
+
+
+def openmp_threads_sleep() -> bool:
+    """Whether llama.cpp's OpenMP threads will sleep at barriers instead of spinning.
+
+    On a CPU shared with other work (a training job), 2 spinning threads made a call ~20x slower (86 s
+    instead of 4 s for ~700 prompt tokens). libgomp reads OMP_WAIT_POLICY once, when it is loaded; torch
+    loads the same libgomp.so.1 (llama.cpp then reuses it), so this only helps if it comes first.
+    """
+    maps = Path("/proc/self/maps")
+    if not (maps.exists() and "libgomp" in maps.read_text()):
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
 
 
 class LlamaCppChatModel:
@@ -53,12 +62,14 @@ class LlamaCppChatModel:
         lora: Path | None = None,
         name: str = "llama.cpp",
         max_new_tokens: int = 256,
-        threads: int = 2,
+        threads: int | None = None,
         n_ctx: int = 2048,
     ) -> None:
         self.name = name
         self.max_new_tokens = max_new_tokens
-        self._threads, self._n_ctx = threads, n_ctx
+        # 2 threads (both cores) only where idle threads sleep: spinning ones stall a shared CPU
+        self._threads = threads or (2 if openmp_threads_sleep() else 1)
+        self._n_ctx = n_ctx
         self._lock = threading.Lock()
         self.reused_tokens = 0
         self._llm = self._load(gguf, lora)
