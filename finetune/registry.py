@@ -8,10 +8,11 @@ import logging
 import os
 import shutil
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from finetune.base_model import SMOLLM2_ID, cached_base_dir, smollm2_ref
+from finetune.base_model import SMOLLM2_ID, cached_base_dir, file_sha256, smollm2_ref
 from finetune.train import RUN_FILE
 from specialist.errors import Conflict, GateFailed, ModelUnavailable, NotFound
 
@@ -20,6 +21,37 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
 GGUF_LORA_DIR = Path("var/gguf_lora")
 GGUF_EXPORT_VERSION = "1"  # part of the cache key: bump when finetune/gguf_export.py writes differently
+GGUF_BASE_DIR = Path("var/gguf_base")
+# llama.cpp serves the base as F16: ~1.7x the prompt tokens/s of the shipped Q4_1 on CPU (prompt processing
+# dominates a step's latency) and greedy outputs closer to transformers' (Q8_0 is as fast, but further off)
+DEFAULT_BASE_TYPE = "f16"
+
+
+@lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    # keyed by size and mtime too: hashing the ~100 MB base on every record would cost ~0.3 s each
+    return file_sha256(Path(path))
+
+
+def serving_base_gguf(
+    source: Path, weight_type: str = DEFAULT_BASE_TYPE, cache_dir: Path = GGUF_BASE_DIR
+) -> Path:
+    """The base GGUF llama.cpp serves: `source` re-quantized to `weight_type`, once, cached by the source's
+    sha256 and the type. `source` itself for type `source`, or (with a warning) when re-quantizing fails."""
+    from finetune.gguf_export import requantize_gguf
+
+    if weight_type == "source" or not source.exists():
+        return source
+    st = source.stat()
+    digest = _sha256(str(source.resolve()), st.st_size, st.st_mtime_ns)
+    target = cache_dir / f"{digest[:32]}-{weight_type}.gguf"
+    if target.exists():
+        return target
+    try:
+        return requantize_gguf(source, target, weight_type)
+    except ModelUnavailable as exc:
+        log.warning("serving the base GGUF %s as it is: no %s copy (%s)", source, weight_type, exc)
+        return source
 
 
 def gguf_lora(adapter_dir: Path, base_gguf: Path, cache_dir: Path = GGUF_LORA_DIR) -> Path | None:
@@ -51,7 +83,21 @@ def with_gguf_lora(record: dict[str, Any], cache_dir: Path = GGUF_LORA_DIR) -> d
     return {**record, "gguf_lora": str(lora) if lora else None}
 
 
-def default_record(gguf_dir: Path = GGUF_LORA_DIR) -> dict[str, Any]:
+def with_serving_base(
+    record: dict[str, Any], cache_dir: Path = GGUF_BASE_DIR, weight_type: str = DEFAULT_BASE_TYPE
+) -> dict[str, Any]:
+    """The record with `base_gguf` = the re-quantized base llama.cpp serves; `base_gguf_source` keeps the
+    shipped file (what the transformers weights in `base_dir` come from)."""
+    source = record.get("base_gguf_source") or record.get("base_gguf")
+    if not source:
+        return record
+    serving = serving_base_gguf(Path(source), weight_type, cache_dir)
+    return {**record, "base_gguf_source": str(source), "base_gguf": str(serving)}
+
+
+def default_record(
+    gguf_dir: Path = GGUF_LORA_DIR, *, base_dir: Path = GGUF_BASE_DIR, base_type: str = DEFAULT_BASE_TYPE
+) -> dict[str, Any]:
     """The committed default model: SmolLM2-135M-Instruct + the shipped LoRA adapter."""
     ref = smollm2_ref()
     adapter = DEFAULT_MODEL_DIR / "adapter"
@@ -64,13 +110,13 @@ def default_record(gguf_dir: Path = GGUF_LORA_DIR) -> dict[str, Any]:
         "adapter_dir": str(adapter) if (adapter / "adapter_config.json").exists() else None,
         "prompt_format": "compact",
     }
-    return with_gguf_lora(record, gguf_dir)
+    return with_gguf_lora(with_serving_base(record, base_dir, base_type), gguf_dir)
 
 
-def base_record() -> dict[str, Any]:
+def base_record(*, base_dir: Path = GGUF_BASE_DIR, base_type: str = DEFAULT_BASE_TYPE) -> dict[str, Any]:
     """The untuned base model (for comparisons)."""
     ref = smollm2_ref()
-    return {
+    record = {
         "name": "base-smollm2",
         "kind": "base",
         "base_model": SMOLLM2_ID,
@@ -79,6 +125,7 @@ def base_record() -> dict[str, Any]:
         "adapter_dir": None,
         "prompt_format": "compact",
     }
+    return with_serving_base(record, base_dir, base_type)
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -97,7 +144,13 @@ def write_run(run_dir: Path, record: dict[str, Any]) -> None:
     os.replace(tmp, run_dir / RUN_FILE)
 
 
-def run_record_for_serving(run_dir: Path, gguf_dir: Path = GGUF_LORA_DIR) -> dict[str, Any]:
+def run_record_for_serving(
+    run_dir: Path,
+    gguf_dir: Path = GGUF_LORA_DIR,
+    *,
+    base_dir: Path = GGUF_BASE_DIR,
+    base_type: str = DEFAULT_BASE_TYPE,
+) -> dict[str, Any]:
     """The live-model record of a trained run (base weights + its adapter)."""
     base = json.loads((run_dir / "base.json").read_text())
     ref = smollm2_ref()
@@ -110,17 +163,19 @@ def run_record_for_serving(run_dir: Path, gguf_dir: Path = GGUF_LORA_DIR) -> dic
         "adapter_dir": str(run_dir / "adapter"),
         "prompt_format": base.get("prompt_format", "compact"),
     }
-    return with_gguf_lora(record, gguf_dir)
+    return with_gguf_lora(with_serving_base(record, base_dir, base_type), gguf_dir)
 
 
 class ModelRegistry:
     """Runs live in `runs_dir`; the promotion history (last entry = live) in `registry_path`; GGUF
-    conversions of the adapters next to it."""
+    conversions of the adapters and the re-quantized base (`base_type`) next to it."""
 
-    def __init__(self, runs_dir: Path, registry_path: Path) -> None:
+    def __init__(self, runs_dir: Path, registry_path: Path, *, base_type: str = DEFAULT_BASE_TYPE) -> None:
         self.runs_dir = Path(runs_dir)
         self.registry_path = Path(registry_path)
         self.gguf_dir = self.registry_path.parent / "gguf_lora"
+        self.base_gguf_dir = self.registry_path.parent / "gguf_base"
+        self.base_type = base_type
 
     def _history(self) -> list[dict[str, Any]]:
         if not self.registry_path.exists():
@@ -150,8 +205,11 @@ class ModelRegistry:
     def live(self) -> dict[str, Any]:
         """The live-model record: the last promotion, or the committed default model."""
         history = self._history()
-        # the GGUF LoRA is (re)derived, never trusted from the history: a cleared cache converts again
-        return with_gguf_lora(dict(history[-1]), self.gguf_dir) if history else default_record(self.gguf_dir)
+        # the serving GGUFs are (re)derived, never trusted from the history: a cleared cache converts again
+        if not history:
+            return default_record(self.gguf_dir, base_dir=self.base_gguf_dir, base_type=self.base_type)
+        record = with_serving_base(dict(history[-1]), self.base_gguf_dir, self.base_type)
+        return with_gguf_lora(record, self.gguf_dir)
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run (NotFound for an unknown id or a path outside the runs folder)."""
@@ -175,8 +233,11 @@ class ModelRegistry:
             raise GateFailed(f"run {run_id} failed its gate: {gate.get('reason', 'no reason recorded')}")
         if self.live().get("name") == run_id:
             raise Conflict(f"run {run_id} is already live")
-        record = run_record_for_serving(run_dir, self.gguf_dir)
-        record.pop("gguf_lora", None)  # a cache path; live() derives it
+        record = run_record_for_serving(
+            run_dir, self.gguf_dir, base_dir=self.base_gguf_dir, base_type=self.base_type
+        )
+        record.pop("gguf_lora", None)  # cache paths; live() derives them
+        record["base_gguf"] = record.pop("base_gguf_source", record["base_gguf"])
         record["export_dir"] = str(export_adapter(run_dir, merged=merged))
         record["promoted_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         record["gate"] = {k: gate.get(k) for k in ("passed", "reason", "data_sha256")}

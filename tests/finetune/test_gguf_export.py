@@ -10,7 +10,13 @@ import pytest
 
 from finetune.base_model import cached_base_dir, smollm2_gguf_path, smollm2_ref
 from finetune.gguf_export import rope_permute
-from finetune.registry import DEFAULT_MODEL_DIR, default_record, gguf_lora
+from finetune.registry import (
+    DEFAULT_BASE_TYPE,
+    DEFAULT_MODEL_DIR,
+    default_record,
+    gguf_lora,
+    serving_base_gguf,
+)
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 
@@ -95,8 +101,13 @@ def test_llama_cpp_with_the_lora_answers_like_transformers_with_the_adapter(
     from agent.tool_format import chat_messages, chatml
 
     torch.set_num_threads(1)
-    record = default_record(exported.parent)
+    record = default_record(exported.parent, base_dir=tmp_path / "base")
     assert record["gguf_lora"] == str(exported)
+    # llama.cpp serves the base re-quantized (DEFAULT_BASE_TYPE), transformers the float32 of the shipped one
+    assert record["base_gguf"] == str(
+        serving_base_gguf(smollm2_gguf_path(), DEFAULT_BASE_TYPE, tmp_path / "base")
+    )
+    assert record["base_gguf"] != record["base_gguf_source"] == str(smollm2_gguf_path())
     fast = local_model_from_record(record, max_new_tokens=24)
     assert isinstance(fast, LlamaCppChatModel)
     slow = TransformersChatModel.from_record(record, max_new_tokens=24)
@@ -110,7 +121,7 @@ def test_llama_cpp_with_the_lora_answers_like_transformers_with_the_adapter(
         same_raw += ours.raw.strip() == reference.raw.strip()
         same_action += _action(ours) == _action(reference)
         lora_changed += bare.complete(step.prompt, step.tools).raw.strip() != ours.raw.strip()
-    # a Q4_1 matmul in llama.cpp vs float32 in torch may flip a late token, never the decision
+    # quantized matmuls in llama.cpp vs float32 in torch may flip a late token, never the decision
     assert same_action == len(steps) and same_raw >= len(steps) - 1, (same_raw, same_action)
     assert lora_changed >= len(steps) - 1, "the LoRA barely changes llama.cpp's outputs"
 

@@ -90,6 +90,12 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     assert registry.live()["name"] == "cand" and record["export_dir"].endswith("export/adapter")
     # llama.cpp serves the promoted adapter from its own cached GGUF conversion (keyed by the adapter)
     assert "gguf_lora" not in json.loads(registry.registry_path.read_text())["history"][-1]
+    # and the base from its converted copy, while the history keeps the shipped file
+    live = registry.live()
+    assert (
+        json.loads(registry.registry_path.read_text())["history"][-1]["base_gguf"] == live["base_gguf_source"]
+    )
+    assert Path(live["base_gguf"]).parent == registry.base_gguf_dir and Path(live["base_gguf"]).exists()
     run_lora = Path(registry.live()["gguf_lora"])
     assert run_lora.exists() and run_lora.parent == registry.gguf_dir and str(run_lora) != default_lora
     assert (Path(record["export_dir"]) / "adapter_config.json").exists()
