@@ -36,7 +36,7 @@ def _registry() -> ModelRegistry:
     from serve.context import load_settings
 
     ft = load_settings().finetune
-    return ModelRegistry(ft.runs_dir, ft.registry_path)
+    return ModelRegistry(ft.runs_dir, ft.registry_path, base_type=ft.base_gguf_type)
 
 
 @finetune_app.command(context_settings=_EXTRA)

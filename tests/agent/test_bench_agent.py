@@ -91,7 +91,9 @@ def test_gold_trajectory_through_the_graph_succeeds(tmp_path: Path, kb: Any) -> 
 
 def test_scripted_customer_confirms_only_their_order_and_re_asks_once() -> None:
     bench = _bench()
-    task = bench.Task(0, "u", "Hi, my email is a@b.co.", ["Cancel order #W1 because no longer needed."], [], [])
+    task = bench.Task(
+        0, "u", "Hi, my email is a@b.co.", ["Cancel order #W1 because no longer needed."], [], []
+    )
     current = task.requests[0]
     listing = "To confirm, I will cancel order #W1 (reason: no longer needed). Please reply 'yes' to confirm."
     assert bench.customer_reply(task, listing, [], True, current) == "yes"
