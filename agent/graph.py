@@ -148,7 +148,32 @@ def intake(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         return {**update, "draft": prompts.OFF_TOPIC}
     if not state.get("user_id") and not token_user:
         update["messages"] += _identify_from_text(state, ctx, text, update)
+    update["messages"] += _prefetch_orders(state, ctx, text, update)
     return update
+
+
+_ORDER_ID = re.compile(r"#W\d{4,}")
+
+
+def _prefetch_orders(state: AgentState, ctx: AgentContext, text: str, update: dict[str, Any]) -> list[Any]:
+    """Look up the orders the customer's message names, within their authorization, as the model would.
+
+    The results (or the refusal, for an order that is not theirs) go into the history like any lookup, so
+    the model decides from the facts and does not have to copy an id into a call first."""
+    user_id = update.get("user_id") or state.get("user_id")
+    if not user_id or ctx.settings.prefetch_orders == 0:
+        return []
+    history = [*state.get("messages", []), *update["messages"]]
+    toolbox = _tools({**state, "messages": history, "user_id": user_id}, ctx)
+    added: list[Any] = []
+    for order_id in list(dict.fromkeys(_ORDER_ID.findall(text)))[: ctx.settings.prefetch_orders]:
+        digest = hashlib.sha256(f"{len(history)}:{order_id}".encode()).hexdigest()[:8]
+        call = {"name": "get_order_details", "arguments": {"order_id": order_id}, "id": f"lookup_{digest}"}
+        _emit("tool_start", name=call["name"], arguments=call["arguments"])
+        outcome = _run_read(toolbox, call)
+        _emit("tool_end", name=call["name"], ok=outcome.ok, content=outcome.content[:2000])
+        added += [_call_message(call), _tool_message(call, outcome.content)]
+    return added
 
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+\w")
@@ -246,12 +271,7 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     call = dict(state["proposal"] or {})
     _emit("tool_start", name=call["name"], arguments=call["arguments"])
     toolbox = _tools(state, ctx)
-    try:
-        outcome = toolbox.run(call["name"], call["arguments"])
-    except Exception as exc:  # a tool that crashes is relayed like a refusal; nothing was written
-        outcome = ToolOutcome(
-            content=f"Error: the {call['name']} tool failed ({type(exc).__name__}).", ok=False
-        )
+    outcome = _run_read(toolbox, call)
     update: dict[str, Any] = {"proposal": None}
     content = outcome.content
     if outcome.passages:
@@ -273,6 +293,14 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     _emit("tool_end", name=call["name"], ok=outcome.ok, content=content[:2000])
     update["messages"] = [_call_message(call), _tool_message(call, content)]
     return update
+
+
+def _run_read(toolbox: SupportTools, call: dict[str, Any]) -> ToolOutcome:
+    """Run a read tool; one that crashes is relayed like a refusal (nothing was written)."""
+    try:
+        return toolbox.run(call["name"], call["arguments"])
+    except Exception as exc:
+        return ToolOutcome(content=f"Error: the {call['name']} tool failed ({type(exc).__name__}).", ok=False)
 
 
 def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

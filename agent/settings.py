@@ -28,3 +28,6 @@ class AgentSettings(BaseModel):
     refund_approval_threshold: float = Field(default=500.0, ge=0)
     max_message_chars: int = Field(default=4000, ge=1)
     max_steps_per_turn: int = Field(default=8, ge=1)
+    # The graph looks up the orders a customer's message names (at most this many; 0 turns it off), so the
+    # model starts from the facts instead of copying ids into a lookup call.
+    prefetch_orders: int = Field(default=2, ge=0, le=5)

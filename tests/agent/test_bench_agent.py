@@ -105,3 +105,17 @@ def test_scripted_customer_confirms_only_their_order_and_re_asks_once() -> None:
     )
     assert bench.customer_reply(task, status, [], True, current, handled=True) is None
     assert bench.customer_reply(task, status, ["next"], True, current, handled=True) == "next"
+
+
+def test_scripted_customer_refuses_a_listing_of_another_action() -> None:
+    bench = _bench()
+    task = bench.Task(
+        0, "u", "Hi.", ["For #W1, exchange Lamp {'color': 'red'} to {'color': 'blue'}; via paypal_1."], [], []
+    )
+    current = task.requests[0]
+    wrong = (
+        "To confirm, I will return items 1 of order #W1, refunded to paypal_1. Please reply 'yes' to confirm."
+    )
+    assert bench.customer_reply(task, wrong, [], True, current).startswith("No, that's not right.")
+    right = wrong.replace("return items 1", "exchange items 1").replace("refunded to", "settling with")
+    assert bench.customer_reply(task, right, [], True, current) == "yes"

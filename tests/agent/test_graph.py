@@ -522,6 +522,37 @@ def test_a_write_that_crashes_midway_leaves_nothing_half_written(
     assert message(turn(agent, "ok")) == "Anything else?"
 
 
+def test_orders_the_customer_names_are_looked_up_by_the_graph_within_their_authorization(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    user_id, user, order = user_with(db, "pending")
+    other = next(o for o in db.export()["orders"].values() if o["user_id"] != user_id)
+    other_user = db.export()["users"][other["user_id"]]
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    model._script[:0] = [say("Here it is.")]
+    events = turn(agent, f"What about {order['order_id']} and {other['order_id']}?")
+    looked_up = tool_results(events)
+    assert [(r["name"], r["ok"]) for r in looked_up] == [
+        ("get_order_details", True),
+        ("get_order_details", False),
+    ]
+    seen = model.calls[-1]  # the model decides with both results already in its history
+    assert seen[-3].role == "tool" and order["order_id"] in seen[-3].content
+    assert seen[-1].role == "tool" and seen[-1].content.startswith("Error")
+    assert other_user["address"]["address1"] not in " ".join(str(e.data) for e in events)
+    # Before identification nothing is looked up; with the setting at 0 neither.
+    fresh = ScriptedChatModel([say("Who are you?")])
+    events = turn(make_agent(fresh), f"status of {order['order_id']}?", "c2")
+    assert tool_results(events) == []
+    quiet = ScriptedChatModel()
+    agent0 = make_agent(quiet, prefetch_orders=0)
+    identify(agent0, quiet, user, "c3")
+    quiet._script[:0] = [say("ok")]
+    assert tool_results(turn(agent0, f"status of {order['order_id']}?", "c3")) == []
+
+
 def test_a_read_tool_that_raises_is_relayed(tmp_path: Any, db: RetailDatabase, kb: Any) -> None:
     from agent.runtime import build_agent
     from agent.settings import AgentSettings
@@ -536,7 +567,9 @@ def test_a_read_tool_that_raises_is_relayed(tmp_path: Any, db: RetailDatabase, k
 
     _, user, order = user_with(db, "pending")
     model = ScriptedChatModel()
-    settings = AgentSettings(store_path=tmp_path / "s.sqlite", checkpoint_path=tmp_path / "k.sqlite")
+    settings = AgentSettings(
+        store_path=tmp_path / "s.sqlite", checkpoint_path=tmp_path / "k.sqlite", prefetch_orders=0
+    )
     agent = build_agent(
         settings=settings, model=model, kb=kb, store=db, crm=BrokenCRM(db), billing=SqliteBilling(db)
     )
