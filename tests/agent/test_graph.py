@@ -73,6 +73,17 @@ def user_with(db: RetailDatabase, status: str) -> tuple[str, dict[str, Any], dic
     raise LookupError(status)
 
 
+def approve_cancellation_once(agent: SupportAgent, db: RetailDatabase, oid: str) -> None:
+    """Approve the one pending refund: the cancellation happens once; approving again is a conflict."""
+    [approval] = agent.pending_approvals()
+    events = agent.decide_approval(approval["approval_id"], approved=True, reviewer="eng@example.com")
+    assert [r["name"] for r in tool_results(events)] == ["cancel_pending_order"]
+    assert db.get_order(oid)["status"] == "cancelled"
+    assert agent.pending_approvals() == []
+    with pytest.raises(Conflict):
+        agent.decide_approval(approval["approval_id"], approved=True, reviewer="eng@example.com")
+
+
 # --- authorization ----------------------------------------------------------------------------------------
 
 
@@ -258,13 +269,7 @@ def test_large_refund_waits_for_approval_and_survives_a_restart(
     restarted = make_agent(
         ScriptedChatModel([say(f"Your order {oid} is cancelled.")]), refund_approval_threshold=1.0
     )
-    [approval] = restarted.pending_approvals()
-    events = restarted.decide_approval(approval["approval_id"], approved=True, reviewer="eng@example.com")
-    assert [r["name"] for r in tool_results(events)] == ["cancel_pending_order"]
-    assert db.get_order(oid)["status"] == "cancelled"
-    assert restarted.pending_approvals() == []
-    with pytest.raises(Conflict):
-        restarted.decide_approval(approval["approval_id"], approved=True, reviewer="eng@example.com")
+    approve_cancellation_once(restarted, db, oid)
 
 
 def test_rejected_refund_changes_nothing(make_agent: Callable[..., Any], db: RetailDatabase) -> None:

@@ -12,8 +12,16 @@ import pytest
 
 from agent.chat_model import ScriptedChatModel
 from agent.store.database import RetailDatabase
-from specialist.errors import Conflict
-from tests.agent.test_graph import call, identify, message, say, tool_results, turn, user_with
+from tests.agent.test_graph import (
+    approve_cancellation_once,
+    call,
+    identify,
+    message,
+    say,
+    tool_results,
+    turn,
+    user_with,
+)
 
 
 @pytest.fixture
@@ -92,11 +100,5 @@ def test_refund_waiting_for_approval_survives_a_restart(
     # The interrupt itself came back from Postgres: the conversation still waits for the engineer.
     assert "review" in message(turn(restarted, "any news?"))
     assert db.get_order(oid)["status"] == "pending"
-    [approval] = restarted.pending_approvals()
-    events = restarted.decide_approval(approval["approval_id"], approved=True, reviewer="eng@example.com")
-    assert [r["name"] for r in tool_results(events)] == ["cancel_pending_order"]
-    assert db.get_order(oid)["status"] == "cancelled"
-    assert restarted.pending_approvals() == []
-    with pytest.raises(Conflict):
-        restarted.decide_approval(approval["approval_id"], approved=True, reviewer="eng@example.com")
+    approve_cancellation_once(restarted, db, oid)
     restarted.close()
