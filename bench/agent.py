@@ -548,34 +548,26 @@ def main() -> None:
 
     results: dict[str, dict[str, Any]] = {}
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+        make_model: Callable[[Task], ChatModel]
         if name == "oracle":
-            results[name] = evaluate(
-                name,
-                lambda t: OracleModel(t, data),
-                tasks,
-                template=template,
-                data=data,
-                kb=kb,
-                work=work,
-                teacher=None,
-                questions=UNANSWERABLE[: args.questions],
-            )
-            continue
-        try:
-            model = load_model(name, default_run=args.default_run)
-        except Exception as exc:  # an unavailable model is reported, not faked
-            print(f"[{name}] unavailable: {type(exc).__name__}: {exc}", flush=True)
-            results[name] = {"unavailable": f"{type(exc).__name__}: {exc}"}
-            continue
+            make_model, teacher = (lambda t: OracleModel(t, data)), None
+        else:
+            try:
+                model = load_model(name, default_run=args.default_run)
+            except Exception as exc:  # an unavailable model is reported, not faked
+                print(f"[{name}] unavailable: {type(exc).__name__}: {exc}", flush=True)
+                results[name] = {"unavailable": f"{type(exc).__name__}: {exc}"}
+                continue
+            make_model, teacher = _same(model), model
         results[name] = evaluate(
             name,
-            _same(model),
+            make_model,
             tasks,
             template=template,
             data=data,
             kb=kb,
             work=work,
-            teacher=model,
+            teacher=teacher,
             questions=UNANSWERABLE[: args.questions],
         )
     for name, result in results.items():
