@@ -547,7 +547,11 @@ def main() -> None:
     print(f"{len(tasks)} held-out tasks, store {template.counts()}", flush=True)
 
     results: dict[str, dict[str, Any]] = {}
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(names) - {"base", "default", "oracle"})
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(unknown)}: use base, default, oracle")
+    for name in names:
         make_model: Callable[[Task], ChatModel]
         if name == "oracle":
             make_model, teacher = (lambda t: OracleModel(t, data)), None

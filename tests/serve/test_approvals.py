@@ -34,8 +34,13 @@ class ReturnPolicy:
         self.orders = {o["order_id"]: o for o in orders}
 
     def __call__(self, messages: list[ChatMessage], tools: list[Any]) -> ChatReply:
-        last = messages[-1]
-        if last.role == "user":
+        # The customer's latest message (the graph may have looked its order up already).
+        turn_start = max(i for i, m in enumerate(messages) if m.role == "user")
+        last = messages[turn_start]
+        proposed = [
+            m for m in messages[turn_start:] if m.tool_calls and m.tool_calls[0].name != "get_order_details"
+        ]
+        if not proposed:
             for order_id, order in self.orders.items():
                 if order_id in last.content:
                     args = {
