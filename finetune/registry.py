@@ -29,7 +29,7 @@ DEFAULT_BASE_TYPE = "f16"
 
 @lru_cache(maxsize=16)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    # keyed by size and mtime too: hashing the ~100 MB base on every record would cost ~0.3 s each
+    # keyed by size and mtime too: hashing the ~100 MB base (or an adapter) on every record costs ~0.3 s
     return file_sha256(Path(path))
 
 
@@ -63,7 +63,8 @@ def gguf_lora(adapter_dir: Path, base_gguf: Path, cache_dir: Path = GGUF_LORA_DI
 
     digest = hashlib.sha256(GGUF_EXPORT_VERSION.encode())
     for name in ("adapter_config.json", "adapter_model.safetensors"):
-        digest.update((adapter_dir / name).read_bytes())
+        st = (adapter_dir / name).stat()  # the same cached file hash as the base: live() stays cheap
+        digest.update(_sha256(str((adapter_dir / name).resolve()), st.st_size, st.st_mtime_ns).encode())
     target = cache_dir / f"{digest.hexdigest()[:32]}.gguf"
     if target.exists():
         return target
