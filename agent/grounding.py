@@ -22,6 +22,24 @@ _QUANTITY = re.compile(
 _BARE_NUMBER = re.compile(r"(?<![\w#.$])\d+(?:\.\d+)?(?![\w.]\d)")
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 _LABEL = re.compile(r"\[([A-Za-z0-9_.-]{1,60})\]")
+# "Order #W123 is now cancelled": an order's status, checked against what the systems returned for it.
+_STATUS_CLAIM = re.compile(
+    r"(#W\d+)\b[^.!?]*?\b(?:is|was|has been|have been|got|are)\s+(?:now\s+|already\s+|been\s+)?"
+    r"(pending|processed|delivered|shipped|cancell?ed|returned|exchanged|refunded|modified|updated|changed)\b",
+    re.IGNORECASE,
+)
+_ORDER_STATUS = re.compile(r'"order_id":\s*"(#W\d+)".*?"status":\s*"([^"]+)"', re.DOTALL)
+_STATUS_OF_WORD = {
+    "pending": ("pending",),
+    "processed": ("processed",),
+    "shipped": ("processed", "delivered"),
+    "delivered": ("delivered",),
+    "cancelled": ("cancelled",),
+    "canceled": ("cancelled",),
+    "returned": ("return requested",),
+    "refunded": ("cancelled", "return requested"),
+    "exchanged": ("exchange requested",),
+}
 _WORD = re.compile(r"[a-z]{4,}")
 _POLICY_WORDS = frozenset(
     [
@@ -225,6 +243,31 @@ def _supported_fact(fact: str, sources: list[Source], numbers: set[float]) -> st
     return False
 
 
+def _status_supported(sentence: str, sources: list[Source]) -> bool:
+    """Whether each order status the sentence states matches the systems' records of that order.
+
+    "Updated", "changed" and "modified" need the order's record to have changed between two results
+    (a write happened) or its status to say so; the other words must match the latest status.
+    """
+    for order_id, word in _STATUS_CLAIM.findall(sentence):
+        records = [
+            (found.group(0), found.group(2).lower())
+            for source in sources
+            if not source.from_customer
+            for found in _ORDER_STATUS.finditer(source.text)
+            if found.group(1) == order_id
+        ]
+        if not records:
+            continue  # nothing known about the order: the order-id check decides
+        word = word.lower()
+        if word in {"updated", "changed", "modified"}:
+            if "modified" not in records[-1][1] and len({text for text, _ in records}) < 2:
+                return False
+        elif records[-1][1] not in _STATUS_OF_WORD[word]:
+            return False
+    return True
+
+
 def _is_policy_claim(sentence: str) -> bool:
     """A general statement about the store's rules (not a question, an offer, or a fact about one order)."""
     words = set(_WORD.findall(sentence.lower()))
@@ -308,6 +351,8 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
                 break
             if isinstance(where, str):
                 backing.add(where)
+        if ok and not asking and not _status_supported(body, sources):
+            ok = False
         strict = _is_policy_claim(body) or _is_business_claim(body)
         if ok and (strict or _is_general_claim(body)):
             # The customer's own words never back a claim: only passages and tool results do.

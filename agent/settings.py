@@ -15,6 +15,8 @@ class ModelSettings(BaseModel):
     openai_api_key: str | None = None
     openai_model: str | None = None
     max_new_tokens: int = Field(default=256, ge=1)
+    # llama.cpp engine: tokens guessed from the context and checked in one batch per step (0 turns it off)
+    draft_tokens: int = Field(default=4, ge=0, le=16)
     timeout_s: float = Field(default=60.0, gt=0)
     phrasing_model: str | None = None  # optional general model for the final reply; off by default
 

@@ -19,6 +19,9 @@ from agent.chat_model import ChatMessage, ToolCall, ToolSpec
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 TOOL_RESULT_CHARS = 800
 HISTORY_CHARS = 2000
+# Old history is dropped a page at a time, so the prompt's start stays put while a conversation grows by
+# less than a page, and the in-process engine reuses its KV cache instead of re-reading the whole prompt.
+HISTORY_PAGE_CHARS = 600
 _DROP_KEYS = frozenset({"fulfillments", "tracking_id", "transaction_type", "source", "brand"})
 
 
@@ -167,8 +170,15 @@ def chat_messages(
     *,
     system_prompt: str | None = None,
     history_chars: int = HISTORY_CHARS,
+    page_chars: int | None = None,
 ) -> list[dict[str, str]]:
-    """Plain role/content dicts for the base model's chat template, newest history kept first."""
+    """Plain role/content dicts for the base model's chat template, newest history kept first.
+
+    With `page_chars`, history over `history_chars` is dropped from the front in whole pages: the cut is
+    the first message boundary at or past the smallest multiple of `page_chars` that brings the rest under
+    `history_chars`. It moves only when the conversation grows into the next page, so consecutive prompts
+    of a conversation share their start.
+    """
     body = [m for m in messages if m.role != "system"]
     if system_prompt is None:
         system_prompt = next((m.content for m in messages if m.role == "system"), "")
@@ -181,17 +191,37 @@ def chat_messages(
         else:
             content = message.content.strip()
         rendered.append({"role": message.role, "content": content})
+    page = HISTORY_PAGE_CHARS if page_chars is None else page_chars
+    kept = _paged(rendered, history_chars, page) if page > 0 else _newest(rendered, history_chars)
+    while len(kept) > 1 and kept[0]["role"] == "tool":
+        kept.pop(0)
+    return [{"role": "system", "content": system_text(system_prompt, tools)}, *kept]
+
+
+def _newest(rendered: list[dict[str, str]], limit: int) -> list[dict[str, str]]:
+    """The newest messages that fit in `limit` characters (always at least one)."""
     kept: list[dict[str, str]] = []
     used = 0
     for item in reversed(rendered):
-        if kept and used + len(item["content"]) > history_chars:
+        if kept and used + len(item["content"]) > limit:
             break
         kept.append(item)
         used += len(item["content"])
     kept.reverse()
-    while len(kept) > 1 and kept[0]["role"] == "tool":
-        kept.pop(0)
-    return [{"role": "system", "content": system_text(system_prompt, tools)}, *kept]
+    return kept
+
+
+def _paged(rendered: list[dict[str, str]], limit: int, page: int) -> list[dict[str, str]]:
+    """The messages after a cut that moves a page at a time (see `chat_messages`)."""
+    excess = sum(len(m["content"]) for m in rendered) - limit
+    if excess <= 0:
+        return list(rendered)
+    target = -(-excess // page) * page
+    dropped = cut = 0
+    while cut < len(rendered) - 1 and dropped < target:
+        dropped += len(rendered[cut]["content"])
+        cut += 1
+    return rendered[cut:]
 
 
 END_OF_TURN = "<|im_end|>"
@@ -204,9 +234,12 @@ def prompt_text(
     *,
     system_prompt: str | None = None,
     history_chars: int = HISTORY_CHARS,
+    page_chars: int | None = None,
 ) -> str:
     """The in-process model's prompt: compact system + tools + recent history, up to the assistant turn."""
-    chat = chat_messages(messages, tools, system_prompt=system_prompt, history_chars=history_chars)
+    chat = chat_messages(
+        messages, tools, system_prompt=system_prompt, history_chars=history_chars, page_chars=page_chars
+    )
     return str(tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))
 
 

@@ -13,7 +13,7 @@ __all__ = ["OpenAIChatModel", "build_backend", "local_model_from_record"]
 
 
 def local_model_from_record(
-    record: dict[str, Any], *, engine: str = "auto", max_new_tokens: int = 256
+    record: dict[str, Any], *, engine: str = "auto", max_new_tokens: int = 256, draft_tokens: int = 4
 ) -> ChatModel:
     """The in-process model of a live-model record.
 
@@ -24,7 +24,9 @@ def local_model_from_record(
         try:
             from agent.backends.llama_cpp import LlamaCppChatModel
 
-            return LlamaCppChatModel.from_record(record, max_new_tokens=max_new_tokens)
+            return LlamaCppChatModel.from_record(
+                record, max_new_tokens=max_new_tokens, draft_tokens=draft_tokens
+            )
         except ImportError:
             if engine == "llama.cpp":
                 raise ModelUnavailable("llama-cpp-python is not installed") from None
@@ -63,5 +65,10 @@ def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel
         if registry is None:
             raise ModelUnavailable("the local backend needs the model registry")
         engine = "auto" if settings.backend == "local" else settings.backend
-        return local_model_from_record(registry.live(), engine=engine, max_new_tokens=settings.max_new_tokens)
+        return local_model_from_record(
+            registry.live(),
+            engine=engine,
+            max_new_tokens=settings.max_new_tokens,
+            draft_tokens=settings.draft_tokens,
+        )
     raise ModelUnavailable(f"unknown model backend {settings.backend!r}")

@@ -82,3 +82,25 @@ def test_statements_about_an_order_need_it_in_a_tool_result() -> None:
 def test_degenerate_repetition_is_dropped() -> None:
     text = 'Thanks for waiting.\n"order_id"\n"order_id"\n[labels]\nThanks for waiting.'
     assert check_reply(text, [ORDER]).text == "Thanks for waiting."
+
+
+def test_an_order_status_must_match_the_systems_record() -> None:
+    pending = Source(text='{"order_id":"#W7425646","items":[{"name":"Yoga Mat"}],"status":"pending"}')
+    for claim in [
+        "Order #W7425646 is updated: Yoga Mat.",
+        "Order #W7425646 is delivered.",
+        "Your order #W7425646 has been cancelled.",
+        "Order #W7425646 was returned.",
+    ]:
+        result = check_reply(claim, [pending])
+        assert result.removed == [claim], claim
+    for claim in ["Order #W7425646 is pending: Yoga Mat.", "Shall I check whether #W7425646 was shipped?"]:
+        assert check_reply(claim, [pending]).removed == [], claim
+    # after a write the record changed: "updated" holds, and the latest status is the one that counts
+    paid = Source(text='{"order_id":"#W7425646","status":"pending","payment_history":[{"amount":5}]}')
+    assert check_reply("Order #W7425646 is updated.", [pending, paid]).removed == []
+    cancelled = Source(text='{"order_id":"#W7425646","status":"cancelled"}')
+    assert check_reply("Order #W7425646 is now cancelled.", [pending, cancelled]).removed == []
+    assert check_reply("Order #W7425646 is pending.", [pending, cancelled]).removed
+    exchanged = Source(text='{"order_id":"#W5564375","status":"exchange requested"}')
+    assert check_reply("Order #W5564375 is exchanged.", [exchanged]).removed == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from agent.chat_model import ChatMessage, ToolCall
@@ -97,3 +98,42 @@ def test_chatml_matches_the_base_models_template() -> None:
     tok = AutoTokenizer.from_pretrained(str(cached_base_dir(smollm2_ref())))
     chat = chat_messages([ChatMessage("system", "S"), ChatMessage("user", "hi")], TOOL_SPECS)
     assert tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == chatml(chat)
+
+
+def _conversation(turns: int) -> list[ChatMessage]:
+    messages = [ChatMessage("system", "SYS")]
+    for i in range(turns):
+        messages += [
+            ChatMessage("user", f"question {i} " + "x" * (40 + 13 * i)),
+            ChatMessage("assistant", "", tool_calls=[ToolCall("get_order_details", {"order_id": f"#W{i}"})]),
+            ChatMessage("tool", json.dumps({"order_id": f"#W{i}", "status": "pending", "note": "y" * 150})),
+            ChatMessage("assistant", f"answer {i}"),
+        ]
+    return messages
+
+
+def test_paged_history_keeps_the_prompt_start_while_the_conversation_grows() -> None:
+    limit, page = 2000, 600
+    starts, sizes = [], []
+    for n in range(1, 81):
+        messages = _conversation(n // 4 + 1)[: n + 1]
+        chat = chat_messages(messages, TOOL_SPECS, history_chars=limit, page_chars=page)
+        body = chat[1:]
+        assert (
+            body[-1]["content"]
+            == (chat_messages(messages, TOOL_SPECS, history_chars=10**6, page_chars=0)[-1]["content"])
+        )  # the newest message is always there
+        assert body[0]["role"] != "tool"
+        sizes.append(sum(len(m["content"]) for m in body))
+        starts.append(body[0]["content"])
+    assert max(sizes) <= limit and min(sizes[40:]) >= limit - page - 300
+    # newest-first truncation moves the start with almost every message; pages move it far less often
+    moves = sum(a != b for a, b in itertools.pairwise(starts))
+    newest = [
+        chat_messages(_conversation(n // 4 + 1)[: n + 1], TOOL_SPECS, history_chars=limit, page_chars=0)[1][
+            "content"
+        ]
+        for n in range(1, 81)
+    ]
+    newest_moves = sum(a != b for a, b in itertools.pairwise(newest))
+    assert moves * 2 <= newest_moves, (moves, newest_moves)

@@ -1,0 +1,112 @@
+"""The llama.cpp engine's own decoding: prompt-lookup drafts, loop stop, and greedy output unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.backends.llama_cpp import lookup_draft, looping
+from agent.chat_model import ChatMessage
+from agent.tool_format import END_OF_TURN, chat_messages, chatml
+from agent.tool_specs import TOOL_SPECS
+from finetune.base_model import smollm2_gguf_path
+
+
+def test_lookup_draft_continues_the_latest_earlier_match() -> None:
+    assert lookup_draft([1, 2, 3, 9, 1, 2, 3, 7, 8, 5, 1, 2], k=3) == [3, 7, 8]
+    assert lookup_draft([1, 2, 3, 4, 1, 2], k=10) == [3, 4, 1, 2]  # cut at the end of the context
+    assert lookup_draft([5, 6, 7], k=4) == []  # the last token never occurred before
+    assert lookup_draft([4], k=4) == []
+
+
+def test_looping_sees_short_cycles_only() -> None:
+    assert looping([7] * 30)
+    assert looping([1, 2, 3] * 10)
+    assert looping(list(range(20)) + [4, 5, 6, 7, 8, 9, 10] * 5)
+    assert not looping([7] * 29)  # too short to tell
+    assert not looping(list(range(40)))
+    # two identical items in an exchange call repeat once or twice, never for 30 tokens
+    ids = [11, 12, 13, 14, 15, 16]
+    assert not looping([1, 2, 3, *ids, *ids, 20, 21, *ids, *ids, 22, 23, 24, 25, 26, 27])
+
+
+@pytest.fixture(scope="module")
+def engine():  # type: ignore[no-untyped-def]
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from agent.backends.llama_cpp import LlamaCppChatModel
+
+    return LlamaCppChatModel(smollm2_gguf_path(), max_new_tokens=48)
+
+
+CONVERSATIONS = [
+    [ChatMessage("user", "Hi, I'm Mei Martin, zip 32124. Where is my order #W5564375?")],
+    [
+        ChatMessage("user", "My email is omar.anderson@example.com"),
+        ChatMessage("assistant", "Thanks. What can I do for you?"),
+        ChatMessage("user", "Cancel order #W6067464, I ordered it by mistake."),
+    ],
+    [ChatMessage("user", "List the colours of the rainbow, then the days of the week.")],
+]
+
+
+def _prompt(engine, messages):  # type: ignore[no-untyped-def]
+    text = chatml(chat_messages(messages, TOOL_SPECS))
+    return engine._llm.tokenize(text.encode(), add_bos=False, special=True)
+
+
+def _gaps(engine, prompt: list[int], out: list[int]) -> list[float]:  # type: ignore[no-untyped-def]
+    """For each output token, how far its logit is below the best one, evaluating one token at a time."""
+    import numpy as np
+
+    llm = engine._llm
+    llm.n_tokens = 0
+    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    llm.eval(prompt)
+    gaps = []
+    for token in out:
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
+        gaps.append(float(logits.max() - logits[token]))
+        llm.eval([token])
+    return gaps
+
+
+def test_plain_decoding_is_llama_cpp_greedy_sampling(engine) -> None:  # type: ignore[no-untyped-def]
+    system = ChatMessage("system", "You are the support agent of an online store.")
+    engine.draft_tokens = 0
+    for turns in CONVERSATIONS:
+        prompt = _prompt(engine, [system, *turns])
+        engine._llm.n_tokens = 0  # both from a cold cache
+        ours = engine.complete([system, *turns], TOOL_SPECS)
+        engine._llm.n_tokens = 0
+        reference = engine._llm.create_completion(
+            prompt=prompt, max_tokens=48, temperature=0.0, stop=[END_OF_TURN]
+        )
+        assert ours.raw.strip() == reference["choices"][0]["text"].strip()
+    engine.draft_tokens = 4
+
+
+def test_speculative_decoding_keeps_only_greedy_tokens(engine) -> None:  # type: ignore[no-untyped-def]
+    """Drafted tokens are kept only where the batched pass chose them too.
+
+    A batched pass rounds differently from a one-token pass, so on near-ties the two may pick different
+    tokens (it happens with the untuned base, whose distributions are flat); each kept token is still the
+    argmax up to that rounding.
+    """
+    system = ChatMessage("system", "You are the support agent of an online store.")
+    engine.draft_tokens = 4
+    drafted = accepted = 0
+    for turns in CONVERSATIONS:
+        prompt = _prompt(engine, [system, *turns])
+        out = engine._greedy(engine._llm, prompt)
+        drafted, accepted = drafted + engine.stats.drafted, accepted + engine.stats.accepted
+        assert len(out) - 1 <= engine.stats.batches + engine.stats.accepted <= len(out)
+        assert max(_gaps(engine, prompt, out)) < 0.25
+    assert drafted > accepted > 0
+
+
+def test_a_conversation_reuses_its_kv_cache(engine) -> None:  # type: ignore[no-untyped-def]
+    messages = [ChatMessage("system", "You are the support agent of an online store."), *CONVERSATIONS[1]]
+    first = engine.complete(messages, TOOL_SPECS)
+    messages += [ChatMessage("assistant", first.raw), ChatMessage("user", "yes")]
+    engine.complete(messages, TOOL_SPECS)
+    assert engine.stats.reused >= first.prompt_tokens - 1
+    assert engine.stats.evaluated < 60
