@@ -48,7 +48,7 @@ def test_instruction_parsing() -> None:
 def test_gold_trajectory_through_the_graph_succeeds(tmp_path: Path, kb: Any) -> None:
     bench = _bench()
     data = generate_demo_data(11, n_users=20, n_orders=60)
-    specs = []
+    specs: list[Any] = []
     for status, name, extra in [
         ("pending", "cancel_pending_order", {"reason": "no longer needed"}),
         ("delivered", "return_delivered_order_items", {}),
