@@ -27,6 +27,7 @@ from agent.confirmation import action_key, details_listed, is_explicit_yes
 from agent.grounding import Source, check_reply
 from agent.settings import AgentSettings
 from agent.store.database import AgentRecords
+from agent.systems.billing import WRITE_OPERATIONS as BILLING_WRITES
 from agent.systems.billing import Billing
 from agent.systems.crm import CRM
 from agent.tool_specs import TOOL_SPECS, WRITE_TOOLS
@@ -311,16 +312,20 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     try:
         arguments = check_arguments(call["name"], call["arguments"])
         toolbox.authorize_write(call["name"], arguments)
+        key = action_key(ctx.conversation_id, call["name"], arguments)
+        if call["name"] in BILLING_WRITES:
+            # What the system would refuse is never listed for confirmation: the model hears why now.
+            ctx.billing.check_write(call["name"], arguments, idempotency_key=key)
         refund = ctx.billing.refund_amount(call["name"], arguments)
-    except SpecialistError as exc:
-        error = format_error(exc)
+    except Exception as exc:  # a refusal, or a system that failed: relayed, nothing listed or written
+        error = format_error(exc) if isinstance(exc, SpecialistError) else _crashed(call["name"], exc)
         _emit("tool_end", name=call["name"], ok=False, content=error)
         return {"proposal": None, "messages": [_call_message(call), _tool_message(call, error)]}
     pending = {
         "name": call["name"],
         "arguments": arguments,
         "id": call["id"],
-        "key": action_key(ctx.conversation_id, call["name"], arguments),
+        "key": key,
         "refund": refund,
     }
     messages = state.get("messages", [])
@@ -373,10 +378,7 @@ def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     except SpecialistError as exc:
         content, ok = format_error(exc), False
     except Exception as exc:  # the write's transaction rolled back; say so plainly
-        content, ok = (
-            f"Error: the {call['name']} tool failed ({type(exc).__name__}); nothing was changed.",
-            False,
-        )
+        content, ok = _crashed(call["name"], exc), False
     _emit("tool_end", name=call["name"], ok=ok, content=content[:2000])
     # The outcome is said by the graph, from the result itself: exact, and one model call fewer.
     text = prompts.write_done(call["name"], result) if ok else prompts.write_failed(content)
@@ -385,6 +387,10 @@ def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
         "draft": text,
         "messages": [_call_message(call), _tool_message(call, content), _assistant(text)],
     }
+
+
+def _crashed(tool: str, exc: Exception) -> str:
+    return f"Error: the {tool} tool failed ({type(exc).__name__}); nothing was changed."
 
 
 def handoff(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, Protocol, runtime_checkable
 
 from agent.store.database import RetailDatabase
@@ -12,6 +13,19 @@ from agent.systems.crm import check_address
 from specialist.errors import InvalidInput, PolicyViolation
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
+WRITE_OPERATIONS = (
+    "cancel_pending_order",
+    "modify_pending_order_address",
+    "modify_pending_order_items",
+    "modify_pending_order_payment",
+    "return_delivered_order_items",
+    "exchange_delivered_order_items",
+)
+_DRY_RUN: ContextVar[bool] = ContextVar("billing_dry_run", default=False)
+
+
+class _RolledBack(Exception):
+    """Ends a dry run's transaction: everything it changed is rolled back."""
 
 
 @runtime_checkable
@@ -75,6 +89,13 @@ class Billing(Protocol):
         """How much money this write would refund (for the human-approval threshold)."""
         ...
 
+    def check_write(
+        self, tool: str, arguments: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> None:
+        """Raise the error this write would raise now, changing nothing (a write already done under
+        `idempotency_key` passes: repeating it returns the recorded result)."""
+        ...
+
 
 def _require_status(order: dict[str, Any], status: str, action: str) -> None:
     if order["status"] != status:
@@ -124,9 +145,31 @@ class SqliteBilling:
             if key is not None and (done := self.db.recorded_action(key)) is not None:
                 return dict(done)
             result = change(conn)
+            if _DRY_RUN.get():
+                raise _RolledBack
             if key is not None:
                 self.db.record_action(conn, key=key, tool=tool, arguments=arguments, result=result)
         return result
+
+    def check_write(
+        self, tool: str, arguments: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> None:
+        """Raise the error this write would raise now, changing nothing.
+
+        The write runs with all its checks inside a transaction that is then rolled back, so the check
+        and the write can never disagree.
+        """
+        if tool not in WRITE_OPERATIONS:
+            raise InvalidInput(f"{tool} is not a billing write.")
+        token = _DRY_RUN.set(True)
+        try:
+            getattr(self, tool)(**arguments, idempotency_key=idempotency_key)
+        except _RolledBack:
+            pass
+        except TypeError as exc:
+            raise InvalidInput(f"Bad arguments for {tool}: {exc}") from None
+        finally:
+            _DRY_RUN.reset(token)
 
     def _adjust_gift_card(self, conn: sqlite3.Connection, user_id: str, method_id: str, delta: float) -> None:
         user = self.db.get_user(user_id)

@@ -36,8 +36,9 @@ BILLING_OPERATIONS = (
     "return_delivered_order_items",
     "exchange_delivered_order_items",
     "refund_amount",
+    "check_write",
 )
-WRITES = frozenset({"modify_user_address", *BILLING_OPERATIONS} - {"refund_amount"})
+WRITES = frozenset({"modify_user_address", *BILLING_OPERATIONS} - {"refund_amount", "check_write"})
 
 
 class _HttpSystem:
@@ -194,3 +195,10 @@ class HttpBilling(_HttpSystem):
     def refund_amount(self, tool: str, arguments: dict[str, Any]) -> float:
         """How much money this write would refund (for the human-approval threshold)."""
         return float(self._call("refund_amount", {"tool": tool, "arguments": arguments}))
+
+    def check_write(
+        self, tool: str, arguments: dict[str, Any], *, idempotency_key: str | None = None
+    ) -> None:
+        """Raise the error this write would raise now, changing nothing."""
+        body = {"tool": tool, "arguments": arguments, "idempotency_key": idempotency_key}
+        self._call("check_write", body)

@@ -232,19 +232,42 @@ def test_yes_without_a_listing_is_not_a_confirmation(
     assert db.get_order(order["order_id"])["status"] == "pending"
 
 
-def test_policy_errors_are_relayed_and_nothing_changes(
+def test_a_write_the_system_would_refuse_is_never_listed(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
     _, user, order = user_with(db, "delivered")
     model = ScriptedChatModel()
     agent = make_agent(model)
     identify(agent, model, user)
+    model._script[:0] = [
+        call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed"),
+        ChatReply(text="I can't cancel that order: it is already delivered."),
+    ]
+    events = turn(agent, f"cancel {order['order_id']}")
+    assert "only pending" in tool_results(events)[-1]["content"]
+    assert "yes" not in message(events).lower() and "confirm" not in message(events).lower()
+    assert "only pending" in model.calls[-1][-1].content  # the model heard why, before answering
+    assert agent.state("c1")["pending"] is None
+    assert db.get_order(order["order_id"])["status"] == "delivered"
+
+
+def test_a_write_refused_at_execution_is_relayed_and_nothing_changes(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    from agent.systems.billing import SqliteBilling
+
+    _, user, order = user_with(db, "pending")
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
     model._script[:0] = [call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed")]
-    turn(agent, f"cancel {order['order_id']}")
+    assert "yes" in message(turn(agent, f"cancel {order['order_id']}")).lower()
+    # the order changes elsewhere between the listing and the customer's yes
+    SqliteBilling(db).cancel_pending_order(order["order_id"], "ordered by mistake")
     events = turn(agent, "yes")
     assert "only pending" in tool_results(events)[0]["content"]
     assert "only pending" in message(events) and "Nothing was changed" in message(events)
-    assert db.get_order(order["order_id"])["status"] == "delivered"
+    assert db.get_order(order["order_id"])["cancel_reason"] == "ordered by mistake"
 
 
 # --- refund approval ----------------------------------------------------------------------------------------
@@ -500,12 +523,20 @@ def test_a_write_that_crashes_midway_leaves_nothing_half_written(
     from agent.systems.crm import SqliteCRM
 
     class CrashingBilling(SqliteBilling):
-        """Billing whose cancel dies after writing the order, inside the transaction."""
+        """Billing whose cancel dies after writing the order, inside the transaction.
+
+        The check before the listing (a dry run, rolled back) passes; the real write crashes.
+        """
+
+        runs = 0
 
         def _adjust_gift_card(
             self, conn: sqlite3.Connection, user_id: str, method_id: str, delta: float
         ) -> None:
-            raise RuntimeError("disk on fire")
+            self.runs += 1
+            if self.runs > 1:
+                raise RuntimeError("disk on fire")
+            super()._adjust_gift_card(conn, user_id, method_id, delta)
 
     _, user, order = user_with(db, "pending")
     model = ScriptedChatModel()
@@ -525,6 +556,37 @@ def test_a_write_that_crashes_midway_leaves_nothing_half_written(
     assert db.export() == before and db.action_count() == 0
     model._script[:0] = [say("Anything else?")]
     assert message(turn(agent, "ok")) == "Anything else?"
+
+
+def test_a_check_that_crashes_is_relayed_and_nothing_is_listed(
+    tmp_path: Any, db: RetailDatabase, kb: Any
+) -> None:
+    from agent.runtime import build_agent
+    from agent.settings import AgentSettings
+    from agent.systems.billing import SqliteBilling
+    from agent.systems.crm import SqliteCRM
+
+    class BrokenBilling(SqliteBilling):
+        def check_write(
+            self, tool: str, arguments: dict[str, Any], *, idempotency_key: str | None = None
+        ) -> None:
+            raise ConnectionError("billing is down")
+
+    _, user, order = user_with(db, "pending")
+    model = ScriptedChatModel()
+    settings = AgentSettings(store_path=tmp_path / "s.sqlite", checkpoint_path=tmp_path / "k.sqlite")
+    agent = build_agent(
+        settings=settings, model=model, kb=kb, store=db, crm=SqliteCRM(db), billing=BrokenBilling(db)
+    )
+    identify(agent, model, user)
+    model._script[:0] = [
+        call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed"),
+        say("The cancel tool failed; nothing was changed."),
+    ]
+    events = turn(agent, "cancel it")
+    assert message(events) == "The cancel tool failed; nothing was changed."
+    assert not tool_results(events)[-1]["ok"] and "nothing was changed" in tool_results(events)[-1]["content"]
+    assert agent.state("c1")["pending"] is None and db.get_order(order["order_id"])["status"] == "pending"
 
 
 def test_orders_the_customer_names_are_looked_up_by_the_graph_within_their_authorization(

@@ -187,3 +187,36 @@ def test_crm_lookups_and_address_change(db: RetailDatabase) -> None:
     with pytest.raises(InvalidInput):
         crm.modify_user_address(user_id, {"address1": "x"})
     assert db.get_user(user_id)["address"] == address
+
+
+def test_check_write_raises_what_the_write_would_and_changes_nothing(
+    db: RetailDatabase, find_order: Find
+) -> None:
+    billing = SqliteBilling(db)
+    delivered, pending = find_order("delivered"), find_order("pending")
+    before = db.export()
+    with pytest.raises(PolicyViolation, match="only pending"):
+        billing.check_write(
+            "cancel_pending_order", {"order_id": delivered["order_id"], "reason": "no longer needed"}
+        )
+    with pytest.raises(PolicyViolation, match="not in order"):
+        billing.check_write(
+            "return_delivered_order_items",
+            {
+                "order_id": delivered["order_id"],
+                "item_ids": ["0000000000"],
+                "payment_method_id": delivered["payment_history"][0]["payment_method_id"],
+            },
+        )
+    with pytest.raises(InvalidInput, match="Bad arguments"):
+        billing.check_write("cancel_pending_order", {"order_id": pending["order_id"]})
+    with pytest.raises(InvalidInput, match="not a billing write"):
+        billing.check_write("get_order_details", {"order_id": pending["order_id"]})
+    cancel = {"order_id": pending["order_id"], "reason": "no longer needed"}
+    billing.check_write("cancel_pending_order", cancel)  # allowed: the whole write ran, then rolled back
+    assert db.export() == before and db.action_count() == 0
+    billing.cancel_pending_order(**cancel, idempotency_key="k1")
+    billing.check_write("cancel_pending_order", cancel, idempotency_key="k1")  # a repeat returns the record
+    with pytest.raises(PolicyViolation, match="only pending"):
+        billing.check_write("cancel_pending_order", cancel)  # a new one would be refused
+    assert db.action_count() == 1

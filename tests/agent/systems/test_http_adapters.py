@@ -68,6 +68,14 @@ def test_billing_over_http_relays_policy_errors_and_is_idempotent(
     assert billing.refund_amount("cancel_pending_order", {"order_id": pending["order_id"]}) == pytest.approx(
         pending["payment_history"][0]["amount"]
     )
+    with pytest.raises(PolicyViolation, match="only pending"):
+        billing.check_write(
+            "cancel_pending_order", {"order_id": delivered["order_id"], "reason": "no longer needed"}
+        )
+    billing.check_write(
+        "cancel_pending_order", {"order_id": pending["order_id"], "reason": "no longer needed"}
+    )
+    assert db.get_order(pending["order_id"])["status"] == "pending"
     first = billing.cancel_pending_order(pending["order_id"], "no longer needed", idempotency_key="http-1")
     second = billing.cancel_pending_order(pending["order_id"], "no longer needed", idempotency_key="http-1")
     assert first == second and first["status"] == "cancelled"
