@@ -27,7 +27,6 @@ from agent.confirmation import action_key, details_listed, is_explicit_yes
 from agent.grounding import Source, check_reply
 from agent.settings import AgentSettings
 from agent.store.database import AgentRecords
-from agent.systems.billing import WRITE_OPERATIONS as BILLING_WRITES
 from agent.systems.billing import Billing
 from agent.systems.crm import CRM
 from agent.tool_specs import TOOL_SPECS, WRITE_TOOLS
@@ -313,9 +312,8 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         arguments = check_arguments(call["name"], call["arguments"])
         toolbox.authorize_write(call["name"], arguments)
         key = action_key(ctx.conversation_id, call["name"], arguments)
-        if call["name"] in BILLING_WRITES:
-            # What the system would refuse is never listed for confirmation: the model hears why now.
-            ctx.billing.check_write(call["name"], arguments, idempotency_key=key)
+        # What the system would refuse is never listed for confirmation: the model hears why now.
+        toolbox.check_write(call["name"], arguments, idempotency_key=key)
         refund = ctx.billing.refund_amount(call["name"], arguments)
     except Exception as exc:  # a refusal, or a system that failed: relayed, nothing listed or written
         error = format_error(exc) if isinstance(exc, SpecialistError) else _crashed(call["name"], exc)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent.systems.billing import WRITE_OPERATIONS as BILLING_WRITES
 from agent.systems.billing import Billing
 from agent.systems.crm import ADDRESS_FIELDS, CRM
 from agent.tool_specs import TOOL_SPECS, WRITE_TOOLS
@@ -226,17 +227,19 @@ class SupportTools:
     def write(self, name: str, arguments: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         """Perform a confirmed write, once per idempotency key."""
         self.authorize_write(name, arguments)
-        address = {f: arguments[f] for f in ADDRESS_FIELDS if f in arguments}
-        key = idempotency_key
-        if name == "modify_user_address":
-            return self.crm.modify_user_address(arguments["user_id"], address, idempotency_key=key)
-        if name == "modify_pending_order_address":
-            return self.billing.modify_pending_order_address(
-                arguments["order_id"], address, idempotency_key=key
-            )
-        method = getattr(self.billing, name)
-        result: dict[str, Any] = method(**arguments, idempotency_key=key)
+        system = self.crm if name == "modify_user_address" else self.billing
+        result: dict[str, Any] = getattr(system, name)(
+            **_system_arguments(name, arguments), idempotency_key=idempotency_key
+        )
         return result
+
+    def check_write(self, name: str, arguments: dict[str, Any], *, idempotency_key: str) -> None:
+        """Raise what billing would refuse about this write now, changing nothing (CRM writes pass)."""
+        self.authorize_write(name, arguments)
+        if name in BILLING_WRITES:
+            self.billing.check_write(
+                name, _system_arguments(name, arguments), idempotency_key=idempotency_key
+            )
 
     # --- dispatch ------------------------------------------------------------------------------------
 
@@ -255,6 +258,17 @@ class SupportTools:
             return ToolOutcome(content=format_result(result), data=result, user_id=self.session.user_id)
         except SpecialistError as exc:
             return ToolOutcome(content=format_error(exc), ok=False)
+
+
+def _system_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The system method's keyword arguments for a tool call: the address fields become one `address`."""
+    if name in {"modify_user_address", "modify_pending_order_address"}:
+        owner = "user_id" if name == "modify_user_address" else "order_id"
+        return {
+            owner: arguments[owner],
+            "address": {f: arguments[f] for f in ADDRESS_FIELDS if f in arguments},
+        }
+    return dict(arguments)
 
 
 def _passage_dict(passage: Any) -> dict[str, Any]:
