@@ -246,6 +246,7 @@ def _supported_fact(fact: str, sources: list[Source], numbers: set[float]) -> st
 def _status_supported(sentence: str, sources: list[Source]) -> bool:
     """Whether each order status the sentence states matches the systems' records of that order.
 
+    A status stated for an order with no record (a lookup that failed or was refused) is unsupported.
     "Updated", "changed" and "modified" need the order's record to have changed between two results
     (a write happened) or its status to say so; the other words must match the latest status.
     """
@@ -258,7 +259,7 @@ def _status_supported(sentence: str, sources: list[Source]) -> bool:
             if found.group(1) == order_id
         ]
         if not records:
-            continue  # nothing known about the order: the order-id check decides
+            return False  # no record of that order's status (e.g. a lookup that was refused)
         word = word.lower()
         if word in {"updated", "changed", "modified"}:
             if "modified" not in records[-1][1] and len({text for text, _ in records}) < 2:

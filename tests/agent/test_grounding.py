@@ -102,5 +102,7 @@ def test_an_order_status_must_match_the_systems_record() -> None:
     cancelled = Source(text='{"order_id":"#W7425646","status":"cancelled"}')
     assert check_reply("Order #W7425646 is now cancelled.", [pending, cancelled]).removed == []
     assert check_reply("Order #W7425646 is pending.", [pending, cancelled]).removed
+    refused = Source(text="Error: Order #W2611340 not found.")
+    assert check_reply("Order #W2611340 is delivered: Tablet.", [pending, refused]).removed
     exchanged = Source(text='{"order_id":"#W5564375","status":"exchange requested"}')
     assert check_reply("Order #W5564375 is exchanged.", [exchanged]).removed == []
