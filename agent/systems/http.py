@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from agent.systems.billing import WRITE_OPERATIONS
 from specialist import errors
 from specialist.errors import BackendUnavailable, SpecialistError
 
@@ -28,16 +29,7 @@ CRM_OPERATIONS = (
     "list_all_product_types",
     "modify_user_address",
 )
-BILLING_OPERATIONS = (
-    "cancel_pending_order",
-    "modify_pending_order_address",
-    "modify_pending_order_items",
-    "modify_pending_order_payment",
-    "return_delivered_order_items",
-    "exchange_delivered_order_items",
-    "refund_amount",
-    "check_write",
-)
+BILLING_OPERATIONS = (*WRITE_OPERATIONS, "refund_amount", "check_write")
 WRITES = frozenset({"modify_user_address", *BILLING_OPERATIONS} - {"refund_amount", "check_write"})
 
 
