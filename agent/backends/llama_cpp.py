@@ -182,7 +182,8 @@ class LlamaCppChatModel:
                 raise ModelUnavailable(f"prompt of {len(tokens)} tokens exceeds the context ({self._n_ctx})")
             out = self._greedy(llm, tokens)
             self.reused_tokens = self.stats.reused
-        raw = llm.detokenize([t for t in out if t not in self._stops(llm)]).decode("utf-8", errors="replace")
+        stops = self._stops(llm)
+        raw = llm.detokenize([t for t in out if t not in stops]).decode("utf-8", errors="replace")
         parsed = parse_reply(raw)
         return ChatReply(
             text=parsed.text,
