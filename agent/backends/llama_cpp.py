@@ -129,6 +129,7 @@ class LlamaCppChatModel:
         self.reused_tokens = 0
         self.stats = DecodeStats()
         self._llm = self._load(gguf, lora)
+        self._stop_ids = self._stops(self._llm)
         self.record: dict[str, Any] = {"base_gguf": str(gguf), "gguf_lora": str(lora) if lora else None}
 
     @classmethod
@@ -166,8 +167,9 @@ class LlamaCppChatModel:
         _check_record(record)
         lora = Path(record["gguf_lora"]) if record.get("gguf_lora") else None
         llm = self._load(Path(record["base_gguf"]), lora)
+        stops = self._stops(llm)
         with self._lock:
-            self._llm = llm
+            self._llm, self._stop_ids = llm, stops
             self.reused_tokens = 0
             self.name = str(record.get("name", self.name))
             self.record = dict(record)
@@ -182,7 +184,7 @@ class LlamaCppChatModel:
                 raise ModelUnavailable(f"prompt of {len(tokens)} tokens exceeds the context ({self._n_ctx})")
             out = self._greedy(llm, tokens)
             self.reused_tokens = self.stats.reused
-        stops = self._stops(llm)
+            stops = self._stop_ids
         raw = llm.detokenize([t for t in out if t not in stops]).decode("utf-8", errors="replace")
         parsed = parse_reply(raw)
         return ChatReply(
@@ -202,7 +204,7 @@ class LlamaCppChatModel:
         """Greedy tokens after the prompt, up to an end-of-turn token or `max_new_tokens`."""
         import numpy as np
 
-        ctx, n_vocab, stops = llm._ctx, llm.n_vocab(), self._stops(llm)
+        ctx, n_vocab, stops = llm._ctx, llm.n_vocab(), self._stop_ids
         stats = DecodeStats()
         cached = llm.input_ids[: llm.n_tokens].tolist()
         reuse = min(llm.longest_token_prefix(cached, tokens), len(tokens) - 1)  # the last one yields logits
