@@ -97,9 +97,17 @@ def with_serving_base(
 
 
 def default_record(
-    gguf_dir: Path = GGUF_LORA_DIR, *, base_dir: Path = GGUF_BASE_DIR, base_type: str = DEFAULT_BASE_TYPE
+    gguf_dir: Path = GGUF_LORA_DIR,
+    *,
+    base_dir: Path = GGUF_BASE_DIR,
+    base_type: str = DEFAULT_BASE_TYPE,
+    serving: bool = True,
 ) -> dict[str, Any]:
-    """The committed default model: SmolLM2-135M-Instruct + the shipped LoRA adapter."""
+    """The committed default model: SmolLM2-135M-Instruct + the shipped LoRA adapter.
+
+    With `serving=False` only what identifies it: nothing is converted (the serving weights, the GGUF LoRA
+    and the transformers copy of the base are derived on first use and can take minutes on a cold cache).
+    """
     ref = smollm2_ref()
     adapter = DEFAULT_MODEL_DIR / "adapter"
     record = {
@@ -107,10 +115,12 @@ def default_record(
         "kind": "default",
         "base_model": SMOLLM2_ID,
         "base_gguf": str(ref.gguf_path),
-        "base_dir": str(cached_base_dir(ref)),
         "adapter_dir": str(adapter) if (adapter / "adapter_config.json").exists() else None,
         "prompt_format": "compact",
     }
+    if not serving:
+        return record
+    record["base_dir"] = str(cached_base_dir(ref))
     return with_gguf_lora(with_serving_base(record, base_dir, base_type), gguf_dir)
 
 
@@ -193,7 +203,7 @@ class ModelRegistry:
 
     def list_runs(self) -> list[dict[str, Any]]:
         """Every run with its kind, status and gate result; the live one is marked."""
-        live = self.live().get("name")
+        live = self.live(serving=False).get("name")
         out = []
         if self.runs_dir.exists():
             for run_dir in sorted(p for p in self.runs_dir.iterdir() if (p / RUN_FILE).exists()):
@@ -203,12 +213,19 @@ class ModelRegistry:
                 out.append(rec)
         return out
 
-    def live(self) -> dict[str, Any]:
-        """The live-model record: the last promotion, or the committed default model."""
+    def live(self, *, serving: bool = True) -> dict[str, Any]:
+        """The live-model record: the last promotion, or the committed default model.
+
+        `serving=False` (listings, checks) names it without deriving the files that serve it.
+        """
         history = self._history()
         # the serving GGUFs are (re)derived, never trusted from the history: a cleared cache converts again
         if not history:
-            return default_record(self.gguf_dir, base_dir=self.base_gguf_dir, base_type=self.base_type)
+            return default_record(
+                self.gguf_dir, base_dir=self.base_gguf_dir, base_type=self.base_type, serving=serving
+            )
+        if not serving:
+            return dict(history[-1])
         record = with_serving_base(dict(history[-1]), self.base_gguf_dir, self.base_type)
         return with_gguf_lora(record, self.gguf_dir)
 
@@ -232,7 +249,7 @@ class ModelRegistry:
             )
         if not gate.get("passed"):
             raise GateFailed(f"run {run_id} failed its gate: {gate.get('reason', 'no reason recorded')}")
-        if self.live().get("name") == run_id:
+        if self.live(serving=False).get("name") == run_id:
             raise Conflict(f"run {run_id} is already live")
         record = run_record_for_serving(
             run_dir, self.gguf_dir, base_dir=self.base_gguf_dir, base_type=self.base_type
@@ -261,7 +278,7 @@ class ModelRegistry:
             run = read_run(with_run)
             run["status"] = "rolled back"
             write_run(with_run, run)
-        return self.live()
+        return self.live(serving=False)
 
 
 def export_adapter(run_dir: Path, *, merged: bool = False) -> Path:

@@ -40,6 +40,10 @@ def registry(tmp_path: Path, sft_run: RunResult) -> ModelRegistry:
 
 
 def test_promotion_is_refused_without_a_passed_gate(registry: ModelRegistry) -> None:
+    # naming the live model converts nothing (a listing on a cold cache once took longer than a request may)
+    assert registry.live(serving=False)["kind"] == "default"
+    assert [r["live"] for r in registry.list_runs()] == [False]
+    assert not registry.gguf_dir.exists() and not registry.base_gguf_dir.exists()
     with pytest.raises(GateFailed, match="has not been gated"):
         registry.promote("cand")
     run_dir = registry.run_dir("cand")

@@ -23,7 +23,7 @@ def list_runs(who: Principal = Depends(engineer_only), svc: Services = Depends(s
     """Every training run with its gate report, and the live record."""
     registry = svc.registry()
     runs = [_with_charts(jsonable(r)) for r in registry.list_runs()]
-    return {"live": jsonable(registry.live()), "runs": runs}
+    return {"live": jsonable(registry.live(serving=False)), "runs": runs}
 
 
 @router.post("/promote", response_model=LiveOut, summary="Promote a gated run")
@@ -40,7 +40,7 @@ def promote(
             # The backend could not serve the new model: keep the registry saying what is really live.
             registry.rollback()
             raise
-    return {"live": jsonable(registry.live()), "model": name}
+    return {"live": jsonable(registry.live(serving=False)), "model": name}
 
 
 @router.post("/rollback", response_model=LiveOut, summary="Roll back to the previous live model")
@@ -50,7 +50,7 @@ def rollback(who: Principal = Depends(engineer_only), svc: Services = Depends(se
     with svc.model_swap_lock:
         registry.rollback()
         name = svc.reload_model()
-    return {"live": jsonable(registry.live()), "model": name}
+    return {"live": jsonable(registry.live(serving=False)), "model": name}
 
 
 @router.get(
