@@ -173,6 +173,45 @@ def _prefetch_orders(state: AgentState, ctx: AgentContext, text: str, update: di
         outcome = _run_read(toolbox, call)
         _emit("tool_end", name=call["name"], ok=outcome.ok, content=outcome.content[:2000])
         added += [_call_message(call), _tool_message(call, outcome.content)]
+        if outcome.ok:
+            added += _prefetch_products(toolbox, ctx, text, outcome.content, len(history) + len(added))
+    return added
+
+
+_NOT_A_SWAP = re.compile(r"\b(return|refund|send (?:it )?back|cancel)", re.IGNORECASE)
+
+
+def _prefetch_products(
+    toolbox: SupportTools, ctx: AgentContext, text: str, order_json: str, position: int
+) -> list[Any]:
+    """For an exchange or item change, look up the product of the first item of the order the customer names.
+
+    The new item id must come from that product's variants; the model would fetch it first (one more call
+    of ~40 tokens and a re-read prompt), exactly as the transcripts it learned from do."""
+    if ctx.settings.prefetch_products == 0 or _NOT_A_SWAP.search(text):
+        return []
+    try:
+        items = json.loads(order_json).get("items") or []
+    except (ValueError, AttributeError):
+        return []
+    low = text.lower()
+    named = [
+        i for i in items if isinstance(i, dict) and str(i.get("name", "")).lower() in low and i.get("name")
+    ]
+    added: list[Any] = []
+    for product_id in list(dict.fromkeys(str(i["product_id"]) for i in named))[
+        : ctx.settings.prefetch_products
+    ]:
+        digest = hashlib.sha256(f"{position}:{product_id}".encode()).hexdigest()[:8]
+        call = {
+            "name": "get_product_details",
+            "arguments": {"product_id": product_id},
+            "id": f"lookup_{digest}",
+        }
+        _emit("tool_start", name=call["name"], arguments=call["arguments"])
+        outcome = _run_read(toolbox, call)
+        _emit("tool_end", name=call["name"], ok=outcome.ok, content=outcome.content[:2000])
+        added += [_call_message(call), _tool_message(call, outcome.content)]
     return added
 
 

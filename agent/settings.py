@@ -17,6 +17,9 @@ class ModelSettings(BaseModel):
     max_new_tokens: int = Field(default=256, ge=1)
     # llama.cpp engine: tokens guessed from the context and checked in one batch per step (0 turns it off)
     draft_tokens: int = Field(default=4, ge=0, le=16)
+    # llama.cpp engine: a text reply (not a tool call) stops here, cut back to its last whole sentence; the
+    # default model was trained on replies of at most 74 tokens
+    max_text_tokens: int = Field(default=80, ge=8)
     timeout_s: float = Field(default=60.0, gt=0)
     phrasing_model: str | None = None  # optional general model for the final reply; off by default
 
@@ -33,3 +36,6 @@ class AgentSettings(BaseModel):
     # The graph looks up the orders a customer's message names (at most this many; 0 turns it off), so the
     # model starts from the facts instead of copying ids into a lookup call.
     prefetch_orders: int = Field(default=2, ge=0, le=5)
+    # ...and, when the message names an item of such an order for an exchange or change (not a return or
+    # cancellation), the products of the first N named items: the model needs their variants' item ids.
+    prefetch_products: int = Field(default=1, ge=0, le=3)

@@ -432,7 +432,8 @@ def load_model(name: str, *, default_run: Path | None = None) -> ChatModel:
             raise RuntimeError(
                 "no committed default adapter (finetune/default_model/adapter); use --default-run"
             )
-    return local_model_from_record(record, max_new_tokens=160)  # a 2-item exchange call is ~120 tokens
+    # the longest training target (a 2-item exchange call) is 170 tokens; text replies stop at 80 (the engine)
+    return local_model_from_record(record, max_new_tokens=192)
 
 
 # --- the run ---

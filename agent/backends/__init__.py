@@ -13,7 +13,12 @@ __all__ = ["OpenAIChatModel", "build_backend", "local_model_from_record"]
 
 
 def local_model_from_record(
-    record: dict[str, Any], *, engine: str = "auto", max_new_tokens: int = 256, draft_tokens: int = 4
+    record: dict[str, Any],
+    *,
+    engine: str = "auto",
+    max_new_tokens: int = 256,
+    draft_tokens: int = 4,
+    max_text_tokens: int = 80,
 ) -> ChatModel:
     """The in-process model of a live-model record.
 
@@ -25,7 +30,10 @@ def local_model_from_record(
             from agent.backends.llama_cpp import LlamaCppChatModel
 
             return LlamaCppChatModel.from_record(
-                record, max_new_tokens=max_new_tokens, draft_tokens=draft_tokens
+                record,
+                max_new_tokens=max_new_tokens,
+                draft_tokens=draft_tokens,
+                max_text_tokens=max_text_tokens,
             )
         except ImportError:
             if engine == "llama.cpp":
@@ -70,5 +78,6 @@ def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel
             engine=engine,
             max_new_tokens=settings.max_new_tokens,
             draft_tokens=settings.draft_tokens,
+            max_text_tokens=settings.max_text_tokens,
         )
     raise ModelUnavailable(f"unknown model backend {settings.backend!r}")

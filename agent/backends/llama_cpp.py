@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -77,6 +78,21 @@ def looping(tokens: Sequence[int], *, span: int = 30, max_period: int = 10) -> b
     )
 
 
+TEXT_PROBE_TOKENS = 6  # enough tokens to tell a "<tool_call>" from text
+
+
+def is_tool_call_start(llm: Any, out: Sequence[int]) -> bool:
+    """Whether the reply so far opens a tool call (its first tokens read "<tool_call>", or a prefix of it)."""
+    head = llm.detokenize(list(out[:TEXT_PROBE_TOKENS])).decode("utf-8", errors="replace").lstrip()
+    return head.startswith("<tool_call>"[: len(head)]) or head.startswith("<tool_call>")
+
+
+def whole_sentences(text: str) -> str:
+    """Text cut back to its last complete sentence (all of it when it has none)."""
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
+    return text[: ends[-1]] if ends else text
+
+
 @dataclass
 class DecodeStats:
     """What the last call cost: prompt tokens reused from the KV cache and evaluated, and batches run."""
@@ -88,6 +104,7 @@ class DecodeStats:
     drafted: int = 0
     accepted: int = 0
     looped: bool = False
+    capped: bool = False  # a text reply stopped at a token limit (then cut back to whole sentences)
 
 
 class LlamaCppChatModel:
@@ -98,7 +115,7 @@ class LlamaCppChatModel:
       last call reused.
     - **Threads:** the prompt is evaluated on `threads` threads; decoding runs on one. Decoding a 135M model
       is a few small matrix products per token, and a second thread's synchronisation cost more than it
-      saved here (11 vs 23 tokens/s).
+      saved here (11 vs 23 tokens/s; `decode_threads` changes it).
     - **Speculative decoding with prompt lookup:** each step evaluates the next token together with a draft
       of up to `draft_tokens` tokens guessed from the context (`lookup_draft`) in one batch, and keeps the
       draft tokens that are the batch's own greedy choices: greedy decoding in fewer passes over the
@@ -106,6 +123,10 @@ class LlamaCppChatModel:
       the other way (on 30 held-out steps of the default model, 29 outputs were identical to llama-cpp-
       python's greedy sampling; the other was a degenerate loop either way). `draft_tokens=0` turns it off.
     - **Loops stop early** (`looping`): a greedy loop ends the reply instead of running to the token limit.
+    - **Text replies are capped** at `max_text_tokens` (tool calls keep `max_new_tokens`): the model was
+      trained on replies of at most 74 tokens, and a longer one is a small model rambling ("Order #W1 is
+      delivered: Tablet, E-Reader, ..., Expert, 1500 animals, Expert, ..."); the reply is cut back to its
+      last whole sentence. On 4 benchmark tasks 5 of 28 calls ran to the 160-token limit that way.
     """
 
     def __init__(
@@ -118,13 +139,16 @@ class LlamaCppChatModel:
         threads: int | None = None,
         n_ctx: int = 2048,
         draft_tokens: int = 4,
+        max_text_tokens: int = 80,
     ) -> None:
         self.name = name
         self.max_new_tokens = max_new_tokens
+        self.max_text_tokens = max_text_tokens
         # 2 threads (both cores) only where idle threads sleep: spinning ones stall a shared CPU
         self._threads = threads or (2 if openmp_threads_sleep() else 1)
         self._n_ctx = n_ctx
         self.draft_tokens = draft_tokens
+        self.decode_threads = 1
         self._lock = threading.Lock()
         self.reused_tokens = 0
         self.stats = DecodeStats()
@@ -134,7 +158,12 @@ class LlamaCppChatModel:
 
     @classmethod
     def from_record(
-        cls, record: dict[str, Any], *, max_new_tokens: int = 256, draft_tokens: int = 4
+        cls,
+        record: dict[str, Any],
+        *,
+        max_new_tokens: int = 256,
+        draft_tokens: int = 4,
+        max_text_tokens: int = 80,
     ) -> LlamaCppChatModel:
         """Build from a live-model record (`base_gguf`, optional `gguf_lora`, `name`)."""
         _check_record(record)
@@ -144,6 +173,7 @@ class LlamaCppChatModel:
             name=str(record.get("name", "llama.cpp")),
             max_new_tokens=max_new_tokens,
             draft_tokens=draft_tokens,
+            max_text_tokens=max_text_tokens,
         )
         model.record = dict(record)
         return model
@@ -185,7 +215,10 @@ class LlamaCppChatModel:
             out = self._greedy(llm, tokens)
             self.reused_tokens = self.stats.reused
             stops = self._stop_ids
+            capped = self.stats.capped
         raw = llm.detokenize([t for t in out if t not in stops]).decode("utf-8", errors="replace")
+        if capped:
+            raw = whole_sentences(raw)
         parsed = parse_reply(raw)
         return ChatReply(
             text=parsed.text,
@@ -213,7 +246,7 @@ class LlamaCppChatModel:
         stats.reused, stats.evaluated = reuse, len(tokens) - reuse
         ctx.set_n_threads(1, self._threads)
         llm.eval(tokens[reuse:])
-        ctx.set_n_threads(1, 1)  # small batches from here on
+        ctx.set_n_threads(self.decode_threads, self.decode_threads)  # small batches from here on
 
         def argmax(i: int) -> int:
             return int(np.argmax(np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(n_vocab,))))
@@ -222,12 +255,18 @@ class LlamaCppChatModel:
         seq = list(tokens)
         nxt = argmax(-1)
         room = self._n_ctx - 1
+        limit = self.max_new_tokens
+        text_reply: bool | None = None  # known once TEXT_PROBE_TOKENS tokens are out
         while True:
             out.append(nxt)
             seq.append(nxt)
-            if nxt in stops or len(out) >= self.max_new_tokens or llm.n_tokens + 1 >= room:
+            if text_reply is None and len(out) >= TEXT_PROBE_TOKENS:
+                text_reply = not is_tool_call_start(llm, out)
+                if text_reply:
+                    limit = min(limit, max(self.max_text_tokens, TEXT_PROBE_TOKENS))
+            if nxt in stops or len(out) >= limit or llm.n_tokens + 1 >= room:
                 break
-            budget = min(self.max_new_tokens - len(out), room - llm.n_tokens - 1)
+            budget = min(limit - len(out), room - llm.n_tokens - 1)
             draft = lookup_draft(seq, k=self.draft_tokens)[:budget] if self.draft_tokens else []
             batch = [nxt, *draft]
             n_past = llm.n_tokens
@@ -249,11 +288,12 @@ class LlamaCppChatModel:
             stats.accepted += accepted
             llm.n_tokens = n_past + 1 + accepted
             ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)  # drop the rejected draft tokens
-            if len(out) >= self.max_new_tokens:
+            if len(out) >= limit:
                 break
             if looping(out):
                 stats.looped = True
                 break
+        stats.capped = bool(text_reply) and len(out) >= limit and out[-1] not in stops
         stats.generated = len(out)
         self.stats = stats
         return out

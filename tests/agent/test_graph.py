@@ -620,6 +620,34 @@ def test_orders_the_customer_names_are_looked_up_by_the_graph_within_their_autho
     assert tool_results(turn(agent0, f"status of {order['order_id']}?", "c3")) == []
 
 
+def test_an_exchange_request_gets_the_named_items_product_looked_up(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    _, user, order = user_with(db, "delivered")
+    item = order["items"][0]
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    model._script[:0] = [say("Which colour?")]
+    events = turn(agent, f"I want to exchange the {item['name']} from {order['order_id']} for another one")
+    assert [(r["name"], r["ok"]) for r in tool_results(events)] == [
+        ("get_order_details", True),
+        ("get_product_details", True),
+    ]
+    seen = model.calls[-1]  # the product's variants are in the history before the model decides
+    assert seen[-1].role == "tool" and item["product_id"] in seen[-1].content
+    # a return names the item too, but needs no other variant; a message naming no item neither
+    for text in (f"Return the {item['name']} from {order['order_id']}", f"Where is {order['order_id']}?"):
+        model._script[:0] = [say("ok")]
+        assert [r["name"] for r in tool_results(turn(agent, text))] == ["get_order_details"]
+    quiet = ScriptedChatModel()
+    agent0 = make_agent(quiet, prefetch_products=0)
+    identify(agent0, quiet, user, "c3")
+    quiet._script[:0] = [say("ok")]
+    text = f"swap the {item['name']} in {order['order_id']} for a new one"
+    assert [r["name"] for r in tool_results(turn(agent0, text, "c3"))] == ["get_order_details"]
+
+
 def test_a_read_tool_that_raises_is_relayed(tmp_path: Any, db: RetailDatabase, kb: Any) -> None:
     from agent.runtime import build_agent
     from agent.settings import AgentSettings

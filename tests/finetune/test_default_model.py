@@ -33,7 +33,7 @@ def test_default_model_passes_the_gate_on_fresh_heldout(tmp_path: Path) -> None:
     torch.set_num_threads(2)
     data = tmp_path / "fresh-heldout.jsonl"
     write_jsonl(synth_demo(12, split="heldout", seed=4242), data)  # a seed no committed report used
-    steps = steps_of(data)[:32]  # ~2 x 32 generations: a few minutes on 2 cores
+    steps = steps_of(data)[:20]  # ~2 x 20 generations: the gain needed (+0.10) is far below the ~0.5 seen
     registry = ModelRegistry(tmp_path / "runs", tmp_path / "registry.json")
     result = run_gate(open_model("default", registry), open_model("base", registry), data, steps=steps)
     assert result.passed, result.reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.backends.llama_cpp import lookup_draft, looping
+from agent.backends.llama_cpp import lookup_draft, looping, whole_sentences
 from agent.chat_model import ChatMessage
 from agent.tool_format import END_OF_TURN, chat_messages, chatml
 from agent.tool_specs import TOOL_SPECS
@@ -27,6 +27,12 @@ def test_looping_sees_short_cycles_only() -> None:
     # two identical items in an exchange call repeat once or twice, never for 30 tokens
     ids = [11, 12, 13, 14, 15, 16]
     assert not looping([1, 2, 3, *ids, *ids, 20, 21, *ids, *ids, 22, 23, 24, 25, 26, 27])
+
+
+def test_whole_sentences_cuts_back_to_the_last_full_stop() -> None:
+    assert whole_sentences("Your order is pending. It holds a Tablet, E-Reader") == "Your order is pending."
+    assert whole_sentences("Is it 2.5 kg? Yes! Then the") == "Is it 2.5 kg? Yes!"
+    assert whole_sentences("no sentence end at all") == "no sentence end at all"
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +116,24 @@ def test_a_conversation_reuses_its_kv_cache(engine) -> None:  # type: ignore[no-
     engine.complete(messages, TOOL_SPECS)
     assert engine.stats.reused >= first.prompt_tokens - 1
     assert engine.stats.evaluated < 60
+
+
+def test_text_replies_stop_at_the_text_cap_and_tool_calls_do_not(engine) -> None:  # type: ignore[no-untyped-def]
+    from agent.backends.llama_cpp import is_tool_call_start
+
+    long_text = [ChatMessage("user", "Write three long paragraphs about the history of the rainbow.")]
+    saved = engine.max_new_tokens, engine.max_text_tokens
+    try:
+        engine.max_new_tokens, engine.max_text_tokens = 60, 20
+        capped = engine.complete(long_text, TOOL_SPECS)
+        assert engine.stats.capped and capped.completion_tokens == 20
+        engine.max_text_tokens = 80
+        free = engine.complete(long_text, TOOL_SPECS)
+        assert free.completion_tokens > 20
+        assert capped.raw and free.raw.startswith(capped.raw)  # the same greedy text, cut back
+    finally:
+        engine.max_new_tokens, engine.max_text_tokens = saved
+    tokenize = engine._llm.tokenize
+    call = tokenize(b'<tool_call>{"name": "get_order_details", "arguments": {}}', add_bos=False, special=True)
+    assert is_tool_call_start(engine._llm, call) and is_tool_call_start(engine._llm, call[:2])
+    assert not is_tool_call_start(engine._llm, tokenize(b"Order #W5564375 is pending", add_bos=False))
