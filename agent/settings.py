@@ -20,6 +20,9 @@ class ModelSettings(BaseModel):
     # llama.cpp engine: a text reply (not a tool call) stops here, cut back to its last whole sentence; the
     # default model was trained on replies of at most 74 tokens
     max_text_tokens: int = Field(default=80, ge=8)
+    # llama.cpp engine: when a prompt drops old history, cut it out of the KV cache and move the rest back
+    # instead of re-reading it (the kept tokens were computed with the dropped ones in view: approximate)
+    shift_history: bool = False
     timeout_s: float = Field(default=60.0, gt=0)
     phrasing_model: str | None = None  # optional general model for the final reply; off by default
 

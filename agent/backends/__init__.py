@@ -19,6 +19,7 @@ def local_model_from_record(
     max_new_tokens: int = 256,
     draft_tokens: int = 4,
     max_text_tokens: int = 80,
+    shift_history: bool = False,
 ) -> ChatModel:
     """The in-process model of a live-model record.
 
@@ -34,6 +35,7 @@ def local_model_from_record(
                 max_new_tokens=max_new_tokens,
                 draft_tokens=draft_tokens,
                 max_text_tokens=max_text_tokens,
+                shift_history=shift_history,
             )
         except ImportError:
             if engine == "llama.cpp":
@@ -79,5 +81,6 @@ def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel
             max_new_tokens=settings.max_new_tokens,
             draft_tokens=settings.draft_tokens,
             max_text_tokens=settings.max_text_tokens,
+            shift_history=settings.shift_history,
         )
     raise ModelUnavailable(f"unknown model backend {settings.backend!r}")

@@ -93,6 +93,29 @@ def whole_sentences(text: str) -> str:
     return text[: ends[-1]] if ends else text
 
 
+def shifted_run(
+    cached: Sequence[int], tokens: Sequence[int], start: int, *, min_run: int = 16
+) -> tuple[int, int] | None:
+    """Where the prompt's tokens after `start` continue in the cache further on: (position, length) of the
+    longest run `cached[p:p+n] == tokens[start:start+n]` with p > start and n >= min_run, else None.
+
+    That is the shape of a prompt whose old history was dropped: the shared prefix (system prompt), then
+    messages the cache holds further to the right."""
+    if len(tokens) - start < min_run:
+        return None
+    probe = list(tokens[start : start + min_run])
+    best: tuple[int, int] | None = None
+    for p in range(start + 1, len(cached) - min_run + 1):
+        if cached[p] != probe[0] or list(cached[p : p + min_run]) != probe:
+            continue
+        n = min_run
+        while p + n < len(cached) and start + n < len(tokens) and cached[p + n] == tokens[start + n]:
+            n += 1
+        if best is None or n > best[1]:
+            best = (p, n)
+    return best
+
+
 @dataclass
 class DecodeStats:
     """What the last call cost: prompt tokens reused from the KV cache and evaluated, and batches run."""
@@ -105,6 +128,7 @@ class DecodeStats:
     accepted: int = 0
     looped: bool = False
     capped: bool = False  # a text reply stopped at a token limit (then cut back to whole sentences)
+    shifted: int = 0  # cached tokens moved back into place after dropped history (`shift_history`)
 
 
 class LlamaCppChatModel:
@@ -127,6 +151,10 @@ class LlamaCppChatModel:
       trained on replies of at most 74 tokens, and a longer one is a small model rambling ("Order #W1 is
       delivered: Tablet, E-Reader, ..., Expert, 1500 animals, Expert, ..."); the reply is cut back to its
       last whole sentence. On 4 benchmark tasks 5 of 28 calls ran to the 160-token limit that way.
+    - **History shift** (`shift_history`, off by default): a prompt that dropped old history after the
+      system prompt finds the messages it kept further right in the cache; they are moved back into place
+      (`kv_cache_seq_shift`) instead of being re-read. Approximate: those tokens were computed with the
+      dropped ones in view.
     """
 
     def __init__(
@@ -140,6 +168,7 @@ class LlamaCppChatModel:
         n_ctx: int = 2048,
         draft_tokens: int = 4,
         max_text_tokens: int = 80,
+        shift_history: bool = False,
     ) -> None:
         self.name = name
         self.max_new_tokens = max_new_tokens
@@ -149,6 +178,7 @@ class LlamaCppChatModel:
         self._n_ctx = n_ctx
         self.draft_tokens = draft_tokens
         self.decode_threads = 1
+        self.shift_history = shift_history
         self._lock = threading.Lock()
         self.reused_tokens = 0
         self.stats = DecodeStats()
@@ -164,6 +194,7 @@ class LlamaCppChatModel:
         max_new_tokens: int = 256,
         draft_tokens: int = 4,
         max_text_tokens: int = 80,
+        shift_history: bool = False,
     ) -> LlamaCppChatModel:
         """Build from a live-model record (`base_gguf`, optional `gguf_lora`, `name`)."""
         _check_record(record)
@@ -174,6 +205,7 @@ class LlamaCppChatModel:
             max_new_tokens=max_new_tokens,
             draft_tokens=draft_tokens,
             max_text_tokens=max_text_tokens,
+            shift_history=shift_history,
         )
         model.record = dict(record)
         return model
@@ -241,6 +273,18 @@ class LlamaCppChatModel:
         stats = DecodeStats()
         cached = llm.input_ids[: llm.n_tokens].tolist()
         reuse = min(llm.longest_token_prefix(cached, tokens), len(tokens) - 1)  # the last one yields logits
+        found = shifted_run(cached, tokens, reuse) if self.shift_history else None
+        if found is not None:
+            # the prompt dropped old history after the shared prefix: drop it from the cache too and move
+            # the run that follows it back into place (llama.cpp re-rotates the moved keys)
+            start, size = found
+            size = min(size, len(tokens) - 1 - reuse)
+            ctx.kv_cache_seq_rm(-1, start + size, -1)
+            ctx.kv_cache_seq_rm(-1, reuse, start)
+            ctx.kv_cache_seq_shift(0, start, start + size, reuse - start)
+            llm.input_ids[reuse : reuse + size] = cached[start : start + size]
+            stats.shifted = size
+            reuse += size
         ctx.kv_cache_seq_rm(-1, reuse, -1)
         llm.n_tokens = reuse
         stats.reused, stats.evaluated = reuse, len(tokens) - reuse

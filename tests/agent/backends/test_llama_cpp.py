@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.backends.llama_cpp import lookup_draft, looping, whole_sentences
+from agent.backends.llama_cpp import lookup_draft, looping, shifted_run, whole_sentences
 from agent.chat_model import ChatMessage
 from agent.tool_format import END_OF_TURN, chat_messages, chatml
 from agent.tool_specs import TOOL_SPECS
@@ -33,6 +33,14 @@ def test_whole_sentences_cuts_back_to_the_last_full_stop() -> None:
     assert whole_sentences("Your order is pending. It holds a Tablet, E-Reader") == "Your order is pending."
     assert whole_sentences("Is it 2.5 kg? Yes! Then the") == "Is it 2.5 kg? Yes!"
     assert whole_sentences("no sentence end at all") == "no sentence end at all"
+
+
+def test_shifted_run_finds_the_kept_history_further_right() -> None:
+    system, dropped, kept = list(range(100, 110)), list(range(200, 230)), list(range(300, 340))
+    cached = [*system, *dropped, *kept, 7, 7]
+    assert shifted_run(cached, [*system, *kept, 1, 2], 10) == (40, 40)
+    assert shifted_run(cached, [*system, *kept[:10], 1, 2], 10) is None  # a run under min_run is not kept
+    assert shifted_run(cached, [*system, 5, 6, *kept], 10) is None  # the prompt goes on with new tokens
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +145,23 @@ def test_text_replies_stop_at_the_text_cap_and_tool_calls_do_not(engine) -> None
     call = tokenize(b'<tool_call>{"name": "get_order_details", "arguments": {}}', add_bos=False, special=True)
     assert is_tool_call_start(engine._llm, call) and is_tool_call_start(engine._llm, call[:2])
     assert not is_tool_call_start(engine._llm, tokenize(b"Order #W5564375 is pending", add_bos=False))
+
+
+def test_dropped_history_is_cut_out_of_the_cache_not_re_read(engine) -> None:  # type: ignore[no-untyped-def]
+    system = ChatMessage("system", "You are the support agent of an online store.")
+    said = [ChatMessage(("user", "assistant")[i % 2], f"Message {i}: " + "words " * 40) for i in range(8)]
+    question = ChatMessage("user", "What is my order status?")
+
+    def next_prompt_evaluates(shift: bool) -> int:
+        engine.shift_history = shift
+        engine.complete([system, *said], TOOL_SPECS)
+        # the next prompt drops the two oldest messages and adds a question
+        assert engine.complete([system, *said[2:], question], TOOL_SPECS).completion_tokens > 0
+        assert (engine.stats.shifted > 100) is shift
+        return int(engine.stats.evaluated)
+
+    engine.max_new_tokens = 8
+    try:
+        assert next_prompt_evaluates(True) < next_prompt_evaluates(False) / 3
+    finally:
+        engine.shift_history, engine.max_new_tokens = False, 48
