@@ -84,7 +84,7 @@ TEXT_PROBE_TOKENS = 6  # enough tokens to tell a "<tool_call>" from text
 def is_tool_call_start(llm: Any, out: Sequence[int]) -> bool:
     """Whether the reply so far opens a tool call (its first tokens read "<tool_call>", or a prefix of it)."""
     head = llm.detokenize(list(out[:TEXT_PROBE_TOKENS])).decode("utf-8", errors="replace").lstrip()
-    return head.startswith("<tool_call>"[: len(head)]) or head.startswith("<tool_call>")
+    return head.startswith("<tool_call>"[: len(head)])
 
 
 def whole_sentences(text: str) -> str:
