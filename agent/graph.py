@@ -167,15 +167,23 @@ def _prefetch_orders(state: AgentState, ctx: AgentContext, text: str, update: di
     toolbox = _tools({**state, "messages": history, "user_id": user_id}, ctx)
     added: list[Any] = []
     for order_id in list(dict.fromkeys(_ORDER_ID.findall(text)))[: ctx.settings.prefetch_orders]:
-        digest = hashlib.sha256(f"{len(history)}:{order_id}".encode()).hexdigest()[:8]
-        call = {"name": "get_order_details", "arguments": {"order_id": order_id}, "id": f"lookup_{digest}"}
-        _emit("tool_start", name=call["name"], arguments=call["arguments"])
-        outcome = _run_read(toolbox, call)
-        _emit("tool_end", name=call["name"], ok=outcome.ok, content=outcome.content[:2000])
-        added += [_call_message(call), _tool_message(call, outcome.content)]
+        outcome, messages = _lookup(toolbox, "get_order_details", "order_id", order_id, len(history))
+        added += messages
         if outcome.ok:
             added += _prefetch_products(toolbox, ctx, text, outcome.content, len(history) + len(added))
     return added
+
+
+def _lookup(
+    toolbox: SupportTools, tool: str, key: str, value: str, position: int
+) -> tuple[ToolOutcome, list[dict[str, Any]]]:
+    """A read the graph makes itself: run it, stream it, and return it as a call + result for the history."""
+    digest = hashlib.sha256(f"{position}:{value}".encode()).hexdigest()[:8]
+    call = {"name": tool, "arguments": {key: value}, "id": f"lookup_{digest}"}
+    _emit("tool_start", name=call["name"], arguments=call["arguments"])
+    outcome = _run_read(toolbox, call)
+    _emit("tool_end", name=call["name"], ok=outcome.ok, content=outcome.content[:2000])
+    return outcome, [_call_message(call), _tool_message(call, outcome.content)]
 
 
 _NOT_A_SWAP = re.compile(r"\b(return|refund|send (?:it )?back|cancel)", re.IGNORECASE)
@@ -202,16 +210,7 @@ def _prefetch_products(
     for product_id in list(dict.fromkeys(str(i["product_id"]) for i in named))[
         : ctx.settings.prefetch_products
     ]:
-        digest = hashlib.sha256(f"{position}:{product_id}".encode()).hexdigest()[:8]
-        call = {
-            "name": "get_product_details",
-            "arguments": {"product_id": product_id},
-            "id": f"lookup_{digest}",
-        }
-        _emit("tool_start", name=call["name"], arguments=call["arguments"])
-        outcome = _run_read(toolbox, call)
-        _emit("tool_end", name=call["name"], ok=outcome.ok, content=outcome.content[:2000])
-        added += [_call_message(call), _tool_message(call, outcome.content)]
+        added += _lookup(toolbox, "get_product_details", "product_id", product_id, position)[1]
     return added
 
 
