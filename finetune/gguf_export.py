@@ -152,3 +152,66 @@ def requantize_gguf(source: Path, out: Path, weight_type: str, *, threads: int =
         raise ModelUnavailable(f"llama.cpp could not re-quantize {source} to {weight_type} (code {code})")
     os.replace(tmp, out)
     return out
+
+
+def merge_gguf_lora(base_gguf: Path, lora_gguf: Path, out: Path, weight_type: str) -> Path:
+    """The base GGUF with a GGUF LoRA folded into its weights (W + alpha / rank * B @ A), as `weight_type`.
+
+    llama.cpp applies a LoRA at run time as extra graph nodes per target weight (two small products, a
+    scale, an add); for a 135M model decoding one token at a time those nodes cost as much as the weights
+    themselves. The merged model computes the same function with none of them. The merged weights are
+    written as float32 and then quantized once by llama.cpp's quantizer (`requantize_gguf`).
+    """
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter, Keys
+    from gguf.quants import dequantize
+
+    if weight_type not in BASE_TYPES:
+        raise ModelUnavailable(f"unknown GGUF weight type {weight_type!r}; one of {', '.join(BASE_TYPES)}")
+    base, lora = GGUFReader(str(base_gguf)), GGUFReader(str(lora_gguf))
+    if Keys.Adapter.LORA_ALPHA not in lora.fields:
+        raise ModelUnavailable(f"{lora_gguf} is not a GGUF LoRA (no {Keys.Adapter.LORA_ALPHA})")
+    alpha = float(lora.fields[Keys.Adapter.LORA_ALPHA].contents())
+    pairs: dict[str, dict[str, Any]] = {}
+    for tensor in lora.tensors:
+        target, side = tensor.name.rsplit(".", 1)
+        pairs.setdefault(target, {})[side] = np.asarray(tensor.data, dtype=np.float32)
+    names = {t.name for t in base.tensors}
+    missing = sorted(set(pairs) - names)
+    if missing:
+        raise ModelUnavailable(f"{lora_gguf} adapts {missing[0]}, which {base_gguf} does not have")
+
+    tmp = out.with_name(out.name + f".{os.getpid()}.f32.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    writer = GGUFWriter(str(tmp), str(base.fields[Keys.General.ARCHITECTURE].contents()))
+    for field in base.fields.values():
+        if field.name == Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
+            continue  # the writer adds these itself
+        kind = field.types[0]
+        writer.add_key_value(
+            field.name,
+            field.contents(),
+            kind,
+            sub_type=field.types[-1] if kind == GGUFValueType.ARRAY else None,
+        )
+    try:
+        for tensor in base.tensors:
+            if tensor.name not in pairs:
+                writer.add_tensor(tensor.name, np.asarray(tensor.data), raw_dtype=tensor.tensor_type)
+                continue
+            pair = pairs[tensor.name]
+            lora_a, lora_b = pair.get("lora_a"), pair.get("lora_b")
+            if lora_a is None or lora_b is None:
+                raise ModelUnavailable(f"{lora_gguf}: {tensor.name} lacks lora_a or lora_b")
+            weight = dequantize(np.asarray(tensor.data), tensor.tensor_type).reshape(lora_b.shape[0], -1)
+            if weight.shape[1] != lora_a.shape[1] or lora_a.shape[0] != lora_b.shape[1]:
+                raise ModelUnavailable(f"{lora_gguf}: {tensor.name} does not fit the base's {weight.shape}")
+            merged = weight + np.float32(alpha / lora_a.shape[0]) * (lora_b @ lora_a)
+            writer.add_tensor(tensor.name, np.ascontiguousarray(merged, dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return requantize_gguf(tmp, out, weight_type)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -25,6 +25,9 @@ GGUF_BASE_DIR = Path("var/gguf_base")
 # llama.cpp serves the base as F16: ~1.7x the prompt tokens/s of the shipped Q4_1 on CPU (prompt processing
 # dominates a step's latency) and greedy outputs closer to transformers' (Q8_0 is as fast, but further off)
 DEFAULT_BASE_TYPE = "f16"
+# the adapter folded into the base for serving (`merge_gguf_lora`): decoding runs without the LoRA's extra
+# graph nodes, and Q8_0 reads half the bytes of F16 per token; "off" applies the GGUF LoRA at run time
+DEFAULT_MERGED_TYPE = "q8_0"
 
 
 @lru_cache(maxsize=16)
@@ -84,6 +87,45 @@ def with_gguf_lora(record: dict[str, Any], cache_dir: Path = GGUF_LORA_DIR) -> d
     return {**record, "gguf_lora": str(lora) if lora else None}
 
 
+def merged_gguf(
+    base_gguf: Path, lora: Path, weight_type: str, cache_dir: Path = GGUF_LORA_DIR
+) -> Path | None:
+    """The base with the GGUF LoRA folded in, as `weight_type`: merged once, cached by both files' sha256
+    and the type. None (with a warning) when merging fails: llama.cpp then applies the LoRA at run time."""
+    from finetune.gguf_export import merge_gguf_lora
+
+    digest = hashlib.sha256(f"{GGUF_EXPORT_VERSION}-{weight_type}".encode())
+    for path in (base_gguf, lora):
+        st = path.stat()
+        digest.update(_sha256(str(path.resolve()), st.st_size, st.st_mtime_ns).encode())
+    target = cache_dir / f"merged-{digest.hexdigest()[:32]}-{weight_type}.gguf"
+    if target.exists():
+        return target
+    try:
+        return merge_gguf_lora(base_gguf, lora, target, weight_type)
+    except (ImportError, ModelUnavailable) as exc:
+        log.warning("could not merge %s into %s (%s): llama.cpp applies it at run time", lora, base_gguf, exc)
+        return None
+
+
+def serving_record(
+    record: dict[str, Any],
+    gguf_dir: Path = GGUF_LORA_DIR,
+    *,
+    base_dir: Path = GGUF_BASE_DIR,
+    base_type: str = DEFAULT_BASE_TYPE,
+    merged_type: str = DEFAULT_MERGED_TYPE,
+) -> dict[str, Any]:
+    """The record with the files llama.cpp serves it from: `base_gguf` (the re-quantized base), `gguf_lora`
+    (the adapter as a GGUF LoRA) and, unless `merged_type` is "off", `gguf_merged` (both in one file)."""
+    record = with_gguf_lora(with_serving_base(record, base_dir, base_type), gguf_dir)
+    lora = record.get("gguf_lora")
+    if merged_type == "off" or not lora or not record.get("base_gguf"):
+        return record
+    merged = merged_gguf(Path(record["base_gguf"]), Path(lora), merged_type, gguf_dir)
+    return {**record, "gguf_merged": str(merged)} if merged else record
+
+
 def with_serving_base(
     record: dict[str, Any], cache_dir: Path = GGUF_BASE_DIR, weight_type: str = DEFAULT_BASE_TYPE
 ) -> dict[str, Any]:
@@ -101,6 +143,7 @@ def default_record(
     *,
     base_dir: Path = GGUF_BASE_DIR,
     base_type: str = DEFAULT_BASE_TYPE,
+    merged_type: str = DEFAULT_MERGED_TYPE,
     serving: bool = True,
 ) -> dict[str, Any]:
     """The committed default model: SmolLM2-135M-Instruct + the shipped LoRA adapter.
@@ -121,7 +164,7 @@ def default_record(
     if not serving:
         return record
     record["base_dir"] = str(cached_base_dir(ref))
-    return with_gguf_lora(with_serving_base(record, base_dir, base_type), gguf_dir)
+    return serving_record(record, gguf_dir, base_dir=base_dir, base_type=base_type, merged_type=merged_type)
 
 
 def base_record(*, base_dir: Path = GGUF_BASE_DIR, base_type: str = DEFAULT_BASE_TYPE) -> dict[str, Any]:
@@ -161,6 +204,7 @@ def run_record_for_serving(
     *,
     base_dir: Path = GGUF_BASE_DIR,
     base_type: str = DEFAULT_BASE_TYPE,
+    merged_type: str = DEFAULT_MERGED_TYPE,
 ) -> dict[str, Any]:
     """The live-model record of a trained run (base weights + its adapter)."""
     base = json.loads((run_dir / "base.json").read_text())
@@ -174,19 +218,28 @@ def run_record_for_serving(
         "adapter_dir": str(run_dir / "adapter"),
         "prompt_format": base.get("prompt_format", "compact"),
     }
-    return with_gguf_lora(with_serving_base(record, base_dir, base_type), gguf_dir)
+    return serving_record(record, gguf_dir, base_dir=base_dir, base_type=base_type, merged_type=merged_type)
 
 
 class ModelRegistry:
     """Runs live in `runs_dir`; the promotion history (last entry = live) in `registry_path`; GGUF
-    conversions of the adapters and the re-quantized base (`base_type`) next to it."""
+    conversions of the adapters, the re-quantized base (`base_type`) and the merged models (`merged_type`)
+    next to it."""
 
-    def __init__(self, runs_dir: Path, registry_path: Path, *, base_type: str = DEFAULT_BASE_TYPE) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        registry_path: Path,
+        *,
+        base_type: str = DEFAULT_BASE_TYPE,
+        merged_type: str = DEFAULT_MERGED_TYPE,
+    ) -> None:
         self.runs_dir = Path(runs_dir)
         self.registry_path = Path(registry_path)
         self.gguf_dir = self.registry_path.parent / "gguf_lora"
         self.base_gguf_dir = self.registry_path.parent / "gguf_base"
         self.base_type = base_type
+        self.merged_type = merged_type
 
     def _history(self) -> list[dict[str, Any]]:
         if not self.registry_path.exists():
@@ -221,13 +274,13 @@ class ModelRegistry:
         history = self._history()
         # the serving GGUFs are (re)derived, never trusted from the history: a cleared cache converts again
         if not history:
-            return default_record(
-                self.gguf_dir, base_dir=self.base_gguf_dir, base_type=self.base_type, serving=serving
-            )
+            return default_record(self.gguf_dir, serving=serving, **self._types())
         if not serving:
             return dict(history[-1])
-        record = with_serving_base(dict(history[-1]), self.base_gguf_dir, self.base_type)
-        return with_gguf_lora(record, self.gguf_dir)
+        return serving_record(dict(history[-1]), self.gguf_dir, **self._types())
+
+    def _types(self) -> dict[str, Any]:
+        return {"base_dir": self.base_gguf_dir, "base_type": self.base_type, "merged_type": self.merged_type}
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of a run (NotFound for an unknown id or a path outside the runs folder)."""
@@ -251,10 +304,9 @@ class ModelRegistry:
             raise GateFailed(f"run {run_id} failed its gate: {gate.get('reason', 'no reason recorded')}")
         if self.live(serving=False).get("name") == run_id:
             raise Conflict(f"run {run_id} is already live")
-        record = run_record_for_serving(
-            run_dir, self.gguf_dir, base_dir=self.base_gguf_dir, base_type=self.base_type
-        )
-        record.pop("gguf_lora", None)  # cache paths; live() derives them
+        record = run_record_for_serving(run_dir, self.gguf_dir, **self._types())
+        for cached in ("gguf_lora", "gguf_merged"):
+            record.pop(cached, None)  # cache paths; live() derives them
         record["base_gguf"] = record.pop("base_gguf_source", record["base_gguf"])
         record["export_dir"] = str(export_adapter(run_dir, merged=merged))
         record["promoted_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -24,7 +24,8 @@ def local_model_from_record(
     """The in-process model of a live-model record.
 
     `auto` runs it on llama.cpp (several times faster on CPU) when the record has the base GGUF and, for
-    an adapter, its GGUF LoRA export (`gguf_lora`); otherwise, or without llama-cpp-python, on transformers.
+    an adapter, its GGUF LoRA export (`gguf_lora`) or the merged model (`gguf_merged`); otherwise, or
+    without llama-cpp-python, on transformers.
     """
     if engine == "llama.cpp" or (engine == "auto" and runs_on_llama_cpp(record)):
         try:
@@ -49,7 +50,7 @@ def runs_on_llama_cpp(record: dict[str, Any]) -> bool:
     """Whether llama.cpp can serve the record as it is: the base GGUF, and the adapter's GGUF LoRA if any."""
     if not record.get("base_gguf"):
         return False
-    return not record.get("adapter_dir") or bool(record.get("gguf_lora"))
+    return not record.get("adapter_dir") or bool(record.get("gguf_lora") or record.get("gguf_merged"))
 
 
 def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel:

@@ -1,4 +1,4 @@
-"""The in-process behaviour model on llama.cpp: the base GGUF plus the adapter as a GGUF LoRA."""
+"""The in-process behaviour model on llama.cpp: the base GGUF with the adapter merged in, or as a LoRA."""
 
 from __future__ import annotations
 
@@ -197,10 +197,10 @@ class LlamaCppChatModel:
         shift_history: bool = False,
     ) -> LlamaCppChatModel:
         """Build from a live-model record (`base_gguf`, optional `gguf_lora`, `name`)."""
-        _check_record(record)
+        gguf, lora = _model_files(record)
         model = cls(
-            Path(record["base_gguf"]),
-            lora=Path(record["gguf_lora"]) if record.get("gguf_lora") else None,
+            gguf,
+            lora=lora,
             name=str(record.get("name", "llama.cpp")),
             max_new_tokens=max_new_tokens,
             draft_tokens=draft_tokens,
@@ -226,9 +226,8 @@ class LlamaCppChatModel:
 
     def reload(self, record: dict[str, Any]) -> None:
         """Swap in another live model without restarting."""
-        _check_record(record)
-        lora = Path(record["gguf_lora"]) if record.get("gguf_lora") else None
-        llm = self._load(Path(record["base_gguf"]), lora)
+        gguf, lora = _model_files(record)
+        llm = self._load(gguf, lora)
         stops = self._stops(llm)
         with self._lock:
             self._llm, self._stop_ids = llm, stops
@@ -349,10 +348,16 @@ class LlamaCppChatModel:
             yield word if i == 0 else " " + word
 
 
-def _check_record(record: dict[str, Any]) -> None:
-    """Refuse an adapter record without its GGUF LoRA: llama.cpp would silently serve the bare base model."""
+def _model_files(record: dict[str, Any]) -> tuple[Path, Path | None]:
+    """The GGUF files of a record: the merged model (`gguf_merged`) when there is one, else the base and the
+    adapter's GGUF LoRA. An adapter record with neither is refused: llama.cpp would silently serve the bare
+    base model."""
+    if record.get("gguf_merged"):
+        return Path(record["gguf_merged"]), None
     if record.get("adapter_dir") and not record.get("gguf_lora"):
         raise ModelUnavailable(
             f"model {record.get('name', '?')!r} has an adapter but no GGUF LoRA export; "
             "serve it with backend=transformers"
         )
+    lora = record.get("gguf_lora")
+    return Path(record["base_gguf"]), Path(lora) if lora else None

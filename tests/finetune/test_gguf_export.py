@@ -9,14 +9,16 @@ from typing import Any
 import pytest
 
 from finetune.base_model import cached_base_dir, smollm2_gguf_path, smollm2_ref
-from finetune.gguf_export import rope_permute
+from finetune.gguf_export import merge_gguf_lora, rope_permute
 from finetune.registry import (
     DEFAULT_BASE_TYPE,
     DEFAULT_MODEL_DIR,
     default_record,
     gguf_lora,
+    merged_gguf,
     serving_base_gguf,
 )
+from specialist.errors import ModelUnavailable
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
 
@@ -130,3 +132,57 @@ def test_llama_cpp_with_the_lora_answers_like_transformers_with_the_adapter(
     shared = len(fast._llm.tokenize(system.encode(), add_bos=False, special=True))
     fast.complete(steps[1].prompt, steps[1].tools)
     assert fast.reused_tokens >= shared > 100
+
+
+def _last_logits(model: Any, tokens: list[int]) -> Any:
+    import numpy as np
+
+    llm = model._llm
+    llm.reset()
+    llm.eval(tokens)
+    return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
+
+
+def test_the_merged_model_computes_what_base_plus_lora_computes(exported: Path, tmp_path: Path) -> None:
+    """Folding the LoRA into the weights (W + alpha / r * B @ A) gives llama.cpp's run-time LoRA output."""
+    import numpy as np
+
+    from agent.backends import local_model_from_record
+    from agent.backends.llama_cpp import LlamaCppChatModel
+    from agent.tool_format import chat_messages, chatml
+
+    base = serving_base_gguf(smollm2_gguf_path(), "f16", tmp_path / "base")
+    exact = merged_gguf(base, exported, "f32", tmp_path / "merged")
+    assert exact is not None and merged_gguf(base, exported, "f32", tmp_path / "merged") == exact  # cached
+    at_run_time = LlamaCppChatModel(base, lora=exported, max_new_tokens=40)
+    folded = LlamaCppChatModel(exact, max_new_tokens=40)
+    bare = LlamaCppChatModel(base, max_new_tokens=40)
+
+    step = _steps(tmp_path, 2)[1]
+    prompt = chatml(chat_messages(step.prompt, step.tools))
+    tokens = at_run_time._llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    want, got, without = (_last_logits(m, tokens) for m in (at_run_time, folded, bare))
+    spread = float(want.std())
+    assert float(np.abs(got - want).max()) < 0.05 * spread  # the same function, up to rounding
+    assert float(np.abs(without - want).max()) > 0.5 * spread  # which the LoRA really changes
+    assert folded.complete(step.prompt, step.tools).raw == at_run_time.complete(step.prompt, step.tools).raw
+
+    # the record the registry derives serves the merged file (Q8_0 by default) with no LoRA applied
+    record = default_record(exported.parent, base_dir=tmp_path / "base")
+    served = local_model_from_record(record, max_new_tokens=40)
+    assert isinstance(served, LlamaCppChatModel)
+    assert Path(record["gguf_merged"]).name.endswith("-q8_0.gguf") and Path(record["gguf_merged"]).exists()
+    assert served._llm.model_path == record["gguf_merged"] and served._llm.lora_path is None
+    q8 = _last_logits(served, tokens)
+    assert int(q8.argmax()) == int(want.argmax()) and float(np.abs(q8 - want).max()) < 0.5 * spread
+
+
+def test_merging_refuses_what_does_not_fit(exported: Path, tmp_path: Path) -> None:
+    base = serving_base_gguf(smollm2_gguf_path(), "f16", tmp_path / "base")
+    with pytest.raises(ModelUnavailable, match="not a GGUF LoRA"):
+        merge_gguf_lora(base, base, tmp_path / "out.gguf", "f16")
+    with pytest.raises(ModelUnavailable, match="unknown GGUF weight type"):
+        merge_gguf_lora(base, exported, tmp_path / "out.gguf", "q3_k")
+    assert not list(tmp_path.glob("out.gguf*"))  # nothing half-written
+    # the registry falls back to the run-time LoRA instead of failing to serve
+    assert merged_gguf(base, base, "f16", tmp_path / "merged") is None

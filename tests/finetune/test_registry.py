@@ -102,6 +102,11 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     assert Path(live["base_gguf"]).parent == registry.base_gguf_dir and Path(live["base_gguf"]).exists()
     run_lora = Path(registry.live()["gguf_lora"])
     assert run_lora.exists() and run_lora.parent == registry.gguf_dir and str(run_lora) != default_lora
+    # llama.cpp serves base and adapter merged into one file, derived like the rest, never kept in history
+    merged = Path(live["gguf_merged"])
+    assert merged.exists() and merged.parent == registry.gguf_dir and merged.name.endswith("-q8_0.gguf")
+    assert "gguf_merged" not in json.loads(registry.registry_path.read_text())["history"][-1]
+    assert "gguf_merged" not in ModelRegistry(registry.runs_dir, registry.registry_path, merged_type="off").live()
     assert (Path(record["export_dir"]) / "adapter_config.json").exists()
     assert read_run(run_dir)["status"] == "promoted"
     with pytest.raises(Conflict, match="already live"):
