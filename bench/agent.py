@@ -515,6 +515,19 @@ def _same(model: ChatModel) -> Callable[[Task], ChatModel]:
     return lambda _task: model
 
 
+def against_base(base: dict[str, Any], tuned: dict[str, Any]) -> dict[str, str]:
+    """The default model's figures against the base model's of the same run: latency as a ratio (x the
+    base's), success and accuracy as base -> default."""
+    out: dict[str, str] = {}
+    for key in ("p50_turn_s", "p95_turn_s"):
+        if base.get(key) and tuned.get(key) is not None:
+            out[key] = f"{tuned[key] / base[key]:.2f}x"
+    for key in ("task_success", "next_action_acc", "hallucination_rate", "policy_violations"):
+        if base.get(key) is not None and tuned.get(key) is not None:
+            out[key] = f"{base[key]:.2f} -> {tuned[key]:.2f}"
+    return out
+
+
 def main() -> None:
     """Parse flags, run the benchmark, print the summary JSON last."""
     parser = argparse.ArgumentParser(
@@ -590,6 +603,10 @@ def main() -> None:
     }
     if "oracle" in results:
         summary["oracle_task_success"] = results["oracle"].get("task_success")
+    ratios = against_base(results.get("base", {}), tuned)
+    if ratios:
+        pairs = ", ".join(f"{k} {v}" for k, v in ratios.items())
+        print(f"default vs the same run's base: {pairs}", flush=True)
     shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(summary))
 

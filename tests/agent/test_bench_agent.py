@@ -119,3 +119,13 @@ def test_scripted_customer_refuses_a_listing_of_another_action() -> None:
     assert bench.customer_reply(task, wrong, [], True, current).startswith("No, that's not right.")
     right = wrong.replace("return items 1", "exchange items 1").replace("refunded to", "settling with")
     assert bench.customer_reply(task, right, [], True, current) == "yes"
+
+
+def test_figures_are_printed_against_the_same_runs_base() -> None:
+    base = {"task_success": 0.0, "next_action_acc": 0.1, "policy_violations": 0, "p50_turn_s": 8.0}
+    tuned = {"task_success": 0.2, "next_action_acc": 0.57, "policy_violations": 0, "p50_turn_s": 4.0}
+    bench = _bench()
+    ratios = bench.against_base(base, tuned)
+    assert ratios["p50_turn_s"] == "0.50x" and ratios["task_success"] == "0.00 -> 0.20"
+    assert "p95_turn_s" not in ratios  # never printed without both figures
+    assert bench.against_base({"unavailable": "ModelUnavailable: ..."}, tuned) == {}

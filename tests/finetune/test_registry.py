@@ -106,7 +106,8 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     merged = Path(live["gguf_merged"])
     assert merged.exists() and merged.parent == registry.gguf_dir and merged.name.endswith("-q8_0.gguf")
     assert "gguf_merged" not in json.loads(registry.registry_path.read_text())["history"][-1]
-    assert "gguf_merged" not in ModelRegistry(registry.runs_dir, registry.registry_path, merged_type="off").live()
+    unmerged = ModelRegistry(registry.runs_dir, registry.registry_path, merged_type="off")
+    assert "gguf_merged" not in unmerged.live()
     assert (Path(record["export_dir"]) / "adapter_config.json").exists()
     assert read_run(run_dir)["status"] == "promoted"
     with pytest.raises(Conflict, match="already live"):
