@@ -20,6 +20,7 @@ def local_model_from_record(
     draft_tokens: int = 4,
     max_text_tokens: int = 80,
     shift_history: bool = False,
+    decode_threads: int = 1,
 ) -> ChatModel:
     """The in-process model of a live-model record.
 
@@ -37,6 +38,7 @@ def local_model_from_record(
                 draft_tokens=draft_tokens,
                 max_text_tokens=max_text_tokens,
                 shift_history=shift_history,
+                decode_threads=decode_threads,
             )
         except ImportError:
             if engine == "llama.cpp":
@@ -83,5 +85,6 @@ def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel
             draft_tokens=settings.draft_tokens,
             max_text_tokens=settings.max_text_tokens,
             shift_history=settings.shift_history,
+            decode_threads=settings.decode_threads,
         )
     raise ModelUnavailable(f"unknown model backend {settings.backend!r}")

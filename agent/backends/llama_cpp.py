@@ -139,7 +139,7 @@ class LlamaCppChatModel:
       last call reused.
     - **Threads:** the prompt is evaluated on `threads` threads; decoding runs on one. Decoding a 135M model
       is a few small matrix products per token, and a second thread's synchronisation cost more than it
-      saved here (11 vs 23 tokens/s; `decode_threads` changes it).
+      saved here (11 vs 23 tokens/s; `SPECIALIST_MODEL__DECODE_THREADS` changes it).
     - **Speculative decoding with prompt lookup:** each step evaluates the next token together with a draft
       of up to `draft_tokens` tokens guessed from the context (`lookup_draft`) in one batch, and keeps the
       draft tokens that are the batch's own greedy choices: greedy decoding in fewer passes over the
@@ -169,6 +169,7 @@ class LlamaCppChatModel:
         draft_tokens: int = 4,
         max_text_tokens: int = 80,
         shift_history: bool = False,
+        decode_threads: int = 1,
     ) -> None:
         self.name = name
         self.max_new_tokens = max_new_tokens
@@ -177,7 +178,7 @@ class LlamaCppChatModel:
         self._threads = threads or (2 if openmp_threads_sleep() else 1)
         self._n_ctx = n_ctx
         self.draft_tokens = draft_tokens
-        self.decode_threads = 1
+        self.decode_threads = decode_threads
         self.shift_history = shift_history
         self._lock = threading.Lock()
         self.reused_tokens = 0
@@ -195,6 +196,7 @@ class LlamaCppChatModel:
         draft_tokens: int = 4,
         max_text_tokens: int = 80,
         shift_history: bool = False,
+        decode_threads: int = 1,
     ) -> LlamaCppChatModel:
         """Build from a live-model record (`base_gguf`, optional `gguf_lora`, `name`)."""
         gguf, lora = _model_files(record)
@@ -206,6 +208,7 @@ class LlamaCppChatModel:
             draft_tokens=draft_tokens,
             max_text_tokens=max_text_tokens,
             shift_history=shift_history,
+            decode_threads=decode_threads,
         )
         model.record = dict(record)
         return model

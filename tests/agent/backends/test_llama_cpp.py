@@ -165,3 +165,15 @@ def test_dropped_history_is_cut_out_of_the_cache_not_re_read(engine) -> None:  #
         assert next_prompt_evaluates(True) < next_prompt_evaluates(False) / 3
     finally:
         engine.shift_history, engine.max_new_tokens = False, 48
+
+
+def test_decode_threads_come_from_the_settings_and_change_no_token(engine) -> None:  # type: ignore[no-untyped-def]
+    from agent.backends import local_model_from_record
+
+    two = local_model_from_record(
+        {"name": "base", "base_gguf": str(smollm2_gguf_path())}, max_new_tokens=48, decode_threads=2
+    )
+    assert two.decode_threads == 2 and engine.decode_threads == 1  # type: ignore[attr-defined]
+    system = ChatMessage("system", "You are the support agent of an online store.")
+    turns = [system, *CONVERSATIONS[1]]
+    assert two.complete(turns, TOOL_SPECS).raw == engine.complete(turns, TOOL_SPECS).raw
