@@ -198,7 +198,7 @@ class LlamaCppChatModel:
         shift_history: bool = False,
         decode_threads: int = 1,
     ) -> LlamaCppChatModel:
-        """Build from a live-model record (`base_gguf`, optional `gguf_lora`, `name`)."""
+        """Build from a live-model record (`base_gguf`, optional `gguf_lora` or `gguf_merged`, `name`)."""
         gguf, lora = _model_files(record)
         model = cls(
             gguf,
