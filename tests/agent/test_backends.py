@@ -112,7 +112,7 @@ def test_transformers_backend_answers_with_the_compact_prompt(tmp_path: Path) ->
 
 
 def test_the_in_process_engine_follows_the_record_and_the_setting(tmp_path: Path) -> None:
-    """auto: llama.cpp for the base GGUF and for an adapter with its GGUF LoRA; transformers otherwise."""
+    """auto: llama.cpp for the base and an adapter with its GGUF LoRA or merged file; else transformers."""
     from agent.backends import local_model_from_record, runs_on_llama_cpp
     from agent.backends.llama_cpp import LlamaCppChatModel
     from agent.backends.local import TransformersChatModel
@@ -120,8 +120,10 @@ def test_the_in_process_engine_follows_the_record_and_the_setting(tmp_path: Path
 
     default = default_record(tmp_path / "gguf")
     assert default["gguf_lora"] and Path(default["gguf_lora"]).parent == tmp_path / "gguf"
+    assert Path(default["gguf_merged"]).parent == tmp_path / "gguf"
     assert runs_on_llama_cpp(default) and runs_on_llama_cpp(base_record())
-    unconverted = {**default, "gguf_lora": None}
+    assert runs_on_llama_cpp({**default, "gguf_lora": None})  # the merged file alone serves it
+    unconverted = {**default, "gguf_lora": None, "gguf_merged": None}
     assert not runs_on_llama_cpp(unconverted)
 
     fast = local_model_from_record(base_record(), max_new_tokens=4)
