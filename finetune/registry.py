@@ -10,11 +10,14 @@ import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from finetune.base_model import SMOLLM2_ID, cached_base_dir, file_sha256, smollm2_ref
 from finetune.train import RUN_FILE
 from specialist.errors import Conflict, GateFailed, ModelUnavailable, NotFound
+
+if TYPE_CHECKING:
+    from finetune.settings import FinetuneSettings
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +243,16 @@ class ModelRegistry:
         self.base_gguf_dir = self.registry_path.parent / "gguf_base"
         self.base_type = base_type
         self.merged_type = merged_type
+
+    @classmethod
+    def from_settings(cls, settings: FinetuneSettings) -> ModelRegistry:
+        """The registry the settings describe (where runs live, which GGUFs llama.cpp serves)."""
+        return cls(
+            settings.runs_dir,
+            settings.registry_path,
+            base_type=settings.base_gguf_type,
+            merged_type=settings.merged_gguf_type,
+        )
 
     def _history(self) -> list[dict[str, Any]]:
         if not self.registry_path.exists():

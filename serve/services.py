@@ -120,13 +120,7 @@ class Services:
             if self._registry is None:
                 from finetune.registry import ModelRegistry
 
-                ft = self.settings.finetune
-                self._registry = ModelRegistry(
-                    ft.runs_dir,
-                    ft.registry_path,
-                    base_type=ft.base_gguf_type,
-                    merged_type=ft.merged_gguf_type,
-                )
+                self._registry = ModelRegistry.from_settings(self.settings.finetune)
             return self._registry
 
     def model(self) -> MeteredChatModel:

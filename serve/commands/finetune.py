@@ -35,10 +35,7 @@ def _registry() -> ModelRegistry:
     from finetune.registry import ModelRegistry
     from serve.context import load_settings
 
-    ft = load_settings().finetune
-    return ModelRegistry(
-        ft.runs_dir, ft.registry_path, base_type=ft.base_gguf_type, merged_type=ft.merged_gguf_type
-    )
+    return ModelRegistry.from_settings(load_settings().finetune)
 
 
 @finetune_app.command(context_settings=_EXTRA)
