@@ -356,7 +356,11 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     except Exception as exc:  # a refusal, or a system that failed: relayed, nothing listed or written
         error = format_error(exc) if isinstance(exc, SpecialistError) else _crashed(call["name"], exc)
         _emit("tool_end", name=call["name"], ok=False, content=error)
-        return {"proposal": None, "messages": [_call_message(call), _tool_message(call, error)]}
+        refused = [_call_message(call), _tool_message(call, error)]
+        if _refused_writes(state.get("messages", [])) >= ctx.settings.retry_refused_writes:
+            text = prompts.write_failed(error)  # the system's own reason, said by the graph
+            return {"proposal": None, "draft": text, "messages": [*refused, _assistant(text)]}
+        return {"proposal": None, "messages": refused}
     pending = {
         "name": call["name"],
         "arguments": arguments,
@@ -380,6 +384,16 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     # The proposal stays in the history (the model sees what it asked for and that it is not done yet).
     proposed = [_call_message(call), _tool_message(call, prompts.PENDING_CONFIRMATION), _assistant(details)]
     return {"proposal": None, "pending": pending, "draft": details, "messages": proposed}
+
+
+def _refused_writes(messages: list[dict[str, Any]]) -> int:
+    """How many proposed writes the systems refused since the customer's last message."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    return sum(
+        1
+        for m in messages[last_user + 1 :]
+        if m["role"] == "tool" and m.get("name") in WRITE_TOOLS and m["content"].startswith("Error")
+    )
 
 
 def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

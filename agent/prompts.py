@@ -93,5 +93,7 @@ def write_done(name: str, result: dict[str, object]) -> str:
 
 def write_failed(error: str) -> str:
     """The graph's own report of a refused or failed write (nothing was changed)."""
-    reason = error.removeprefix("Error: ").strip()
-    return f"I couldn't do that: {reason} Nothing was changed."
+    reason = error.removeprefix("Error: ").strip().rstrip(".")
+    if "nothing was changed" in reason.lower():
+        return f"I couldn't do that: {reason}."
+    return f"I couldn't do that: {reason}. Nothing was changed."

@@ -45,3 +45,7 @@ class AgentSettings(BaseModel):
     # ...and, when the message names an item of such an order for an exchange or change (not a return or
     # cancellation), the products of the first N named items: the model needs their variants' item ids.
     prefetch_products: int = Field(default=1, ge=0, le=3)
+    # A write the systems refuse (wrong item, order not pending...) goes back to the model this many times per
+    # turn for another try; after that the graph tells the customer the system's reason itself. The default
+    # small model never corrected a refused write (it re-read the order, then replied off the point), so 0.
+    retry_refused_writes: int = Field(default=0, ge=0, le=5)

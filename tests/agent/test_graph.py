@@ -237,7 +237,7 @@ def test_a_write_the_system_would_refuse_is_never_listed(
 ) -> None:
     _, user, order = user_with(db, "delivered")
     model = ScriptedChatModel()
-    agent = make_agent(model)
+    agent = make_agent(model, retry_refused_writes=1)
     identify(agent, model, user)
     model._script[:0] = [
         call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed"),
@@ -248,6 +248,37 @@ def test_a_write_the_system_would_refuse_is_never_listed(
     assert "yes" not in message(events).lower() and "confirm" not in message(events).lower()
     assert "only pending" in model.calls[-1][-1].content  # the model heard why, before answering
     assert agent.state("c1")["pending"] is None
+    assert db.get_order(order["order_id"])["status"] == "delivered"
+
+
+def test_a_refused_write_is_relayed_by_the_graph_once_retries_are_spent(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    _, user, order = user_with(db, "delivered")
+    refused = call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed")
+    # by default (no retry) the first refusal is relayed at once, and the next turn starts afresh
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    model._script[:0] = [refused, say("never asked for")]
+    before = len(model.calls)
+    events = turn(agent, f"cancel {order['order_id']}")
+    assert len(model.calls) - before == 1
+    assert message(events).startswith("I couldn't do that:") and "only pending" in message(events)
+    assert "Nothing was changed" in message(events) and agent.state("c1")["pending"] is None
+    model._script[:0] = [say("Anything else?")]
+    assert message(turn(agent, "thanks")) == "Anything else?"
+    agent.close()
+    # with one retry the model hears why and may try again; the second refusal is relayed by the graph
+    model = ScriptedChatModel()
+    agent = make_agent(model, retry_refused_writes=1)
+    identify(agent, model, user, conversation="c2")
+    model._script[:0] = [refused, refused, say("never asked for")]
+    before = len(model.calls)
+    events = turn(agent, f"cancel {order['order_id']}", conversation="c2")
+    assert len(model.calls) - before == 2
+    assert "only pending" in model.calls[-1][-1].content
+    assert "only pending" in message(events) and "never asked for" not in message(events)
     assert db.get_order(order["order_id"])["status"] == "delivered"
 
 
@@ -551,7 +582,7 @@ def test_a_write_that_crashes_midway_leaves_nothing_half_written(
     model._script[:0] = [call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed")]
     turn(agent, "cancel it")
     events = turn(agent, "yes")
-    assert "Nothing was changed" in message(events)
+    assert "nothing was changed" in message(events).lower()
     assert not tool_results(events)[0]["ok"] and "nothing was changed" in tool_results(events)[0]["content"]
     assert db.export() == before and db.action_count() == 0
     model._script[:0] = [say("Anything else?")]
@@ -581,10 +612,13 @@ def test_a_check_that_crashes_is_relayed_and_nothing_is_listed(
     identify(agent, model, user)
     model._script[:0] = [
         call("cancel_pending_order", order_id=order["order_id"], reason="no longer needed"),
-        say("The cancel tool failed; nothing was changed."),
+        say("never asked for"),
     ]
     events = turn(agent, "cancel it")
-    assert message(events) == "The cancel tool failed; nothing was changed."
+    # relayed by the graph, not the model
+    assert message(events) == (
+        "I couldn't do that: the cancel_pending_order tool failed (ConnectionError); nothing was changed."
+    )
     assert not tool_results(events)[-1]["ok"] and "nothing was changed" in tool_results(events)[-1]["content"]
     assert agent.state("c1")["pending"] is None and db.get_order(order["order_id"])["status"] == "pending"
 
