@@ -21,7 +21,9 @@ TOOL_RESULT_CHARS = 800
 HISTORY_CHARS = 2000
 # Old history is dropped a page at a time, so the prompt's start stays put while a conversation grows by
 # less than a page, and the in-process engine reuses its KV cache instead of re-reading the whole prompt.
-HISTORY_PAGE_CHARS = 600
+# A store record is up to 800 characters, so a 600-character page moved the cut on almost every call of a
+# long conversation; with 1000 the benchmark's calls re-read 23% fewer prompt tokens (README).
+HISTORY_PAGE_CHARS = 1000
 _DROP_KEYS = frozenset({"fulfillments", "tracking_id", "transaction_type", "source", "brand"})
 
 
