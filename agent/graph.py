@@ -280,11 +280,16 @@ def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     return {"steps": steps, "proposal": None, "draft": reply.text.strip() or prompts.NO_INFORMATION}
 
 
+def _this_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages after the customer's last one (what the graph and the model did in this turn)."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    return messages[last_user + 1 :]
+
+
 def _repeats(messages: list[dict[str, Any]], call: ToolCall) -> int:
     """How often this exact read call was already made since the customer's last message."""
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
     count = 0
-    for message in messages[last_user + 1 :]:
+    for message in _this_turn(messages):
         for made in ChatMessage.from_openai(message).tool_calls if message.get("tool_calls") else []:
             if made.name == call.name and made.arguments == call.arguments and call.name not in WRITE_TOOLS:
                 count += 1
@@ -388,10 +393,9 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
 
 def _refused_writes(messages: list[dict[str, Any]]) -> int:
     """How many proposed writes the systems refused since the customer's last message."""
-    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
     return sum(
         1
-        for m in messages[last_user + 1 :]
+        for m in _this_turn(messages)
         if m["role"] == "tool" and m.get("name") in WRITE_TOOLS and m["content"].startswith("Error")
     )
 
