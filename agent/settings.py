@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 from pydantic import BaseModel, Field
+
+
+class EngineOptions(TypedDict, total=False):
+    """The llama.cpp engine's tuning options, as `ModelSettings` names them (passed through unchanged)."""
+
+    draft_tokens: int
+    max_text_tokens: int
+    shift_history: bool
+    decode_threads: int
 
 
 class ModelSettings(BaseModel):
@@ -28,6 +38,15 @@ class ModelSettings(BaseModel):
     decode_threads: int = Field(default=1, ge=1, le=64)
     timeout_s: float = Field(default=60.0, gt=0)
     phrasing_model: str | None = None  # optional general model for the final reply; off by default
+
+    def engine_options(self) -> EngineOptions:
+        """The llama.cpp engine's options among these settings (the fields `EngineOptions` names)."""
+        return EngineOptions(
+            draft_tokens=self.draft_tokens,
+            max_text_tokens=self.max_text_tokens,
+            shift_history=self.shift_history,
+            decode_threads=self.decode_threads,
+        )
 
 
 class AgentSettings(BaseModel):

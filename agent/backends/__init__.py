@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 from agent.backends.openai_http import OpenAIChatModel
 from agent.chat_model import ChatModel
-from agent.settings import ModelSettings
+from agent.settings import EngineOptions, ModelSettings
 from specialist.errors import ModelUnavailable
 
 __all__ = ["OpenAIChatModel", "build_backend", "local_model_from_record"]
@@ -17,29 +17,19 @@ def local_model_from_record(
     *,
     engine: str = "auto",
     max_new_tokens: int = 256,
-    draft_tokens: int = 4,
-    max_text_tokens: int = 80,
-    shift_history: bool = False,
-    decode_threads: int = 1,
+    **options: Unpack[EngineOptions],
 ) -> ChatModel:
     """The in-process model of a live-model record.
 
     `auto` runs it on llama.cpp (several times faster on CPU) when the record has the base GGUF and, for
     an adapter, its GGUF LoRA export (`gguf_lora`) or the merged model (`gguf_merged`); otherwise, or
-    without llama-cpp-python, on transformers.
+    without llama-cpp-python, on transformers. `options` tune the llama.cpp engine (`EngineOptions`).
     """
     if engine == "llama.cpp" or (engine == "auto" and runs_on_llama_cpp(record)):
         try:
             from agent.backends.llama_cpp import LlamaCppChatModel
 
-            return LlamaCppChatModel.from_record(
-                record,
-                max_new_tokens=max_new_tokens,
-                draft_tokens=draft_tokens,
-                max_text_tokens=max_text_tokens,
-                shift_history=shift_history,
-                decode_threads=decode_threads,
-            )
+            return LlamaCppChatModel.from_record(record, max_new_tokens=max_new_tokens, **options)
         except ImportError:
             if engine == "llama.cpp":
                 raise ModelUnavailable("llama-cpp-python is not installed") from None
@@ -82,9 +72,6 @@ def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel
             registry.live(),
             engine=engine,
             max_new_tokens=settings.max_new_tokens,
-            draft_tokens=settings.draft_tokens,
-            max_text_tokens=settings.max_text_tokens,
-            shift_history=settings.shift_history,
-            decode_threads=settings.decode_threads,
+            **settings.engine_options(),
         )
     raise ModelUnavailable(f"unknown model backend {settings.backend!r}")

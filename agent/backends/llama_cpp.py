@@ -8,9 +8,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from agent.chat_model import ChatMessage, ChatReply, ToolSpec
+from agent.settings import EngineOptions
 from agent.tool_format import END_OF_TURN, chat_messages, chatml, parse_reply
 from specialist.errors import ModelUnavailable
 
@@ -193,10 +194,7 @@ class LlamaCppChatModel:
         record: dict[str, Any],
         *,
         max_new_tokens: int = 256,
-        draft_tokens: int = 4,
-        max_text_tokens: int = 80,
-        shift_history: bool = False,
-        decode_threads: int = 1,
+        **options: Unpack[EngineOptions],
     ) -> LlamaCppChatModel:
         """Build from a live-model record (`base_gguf`, optional `gguf_lora` or `gguf_merged`, `name`)."""
         gguf, lora = _model_files(record)
@@ -205,10 +203,7 @@ class LlamaCppChatModel:
             lora=lora,
             name=str(record.get("name", "llama.cpp")),
             max_new_tokens=max_new_tokens,
-            draft_tokens=draft_tokens,
-            max_text_tokens=max_text_tokens,
-            shift_history=shift_history,
-            decode_threads=decode_threads,
+            **options,
         )
         model.record = dict(record)
         return model
