@@ -5,6 +5,7 @@ PIP := $(VENV)/bin/pip
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export OMP_WAIT_POLICY := PASSIVE
+export GOMP_SPINCOUNT := 1000000
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install run test lint typecheck pytest bench clean

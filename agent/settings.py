@@ -33,9 +33,10 @@ class ModelSettings(BaseModel):
     # llama.cpp engine: when a prompt drops old history, cut it out of the KV cache and move the rest back
     # instead of re-reading it (the kept tokens were computed with the dropped ones in view: approximate)
     shift_history: bool = False
-    # llama.cpp engine: threads for one-token passes. 2 were slower end to end here, even with OpenMP threads
-    # spinning before they sleep (GOMP_SPINCOUNT): see the README
-    decode_threads: int = Field(default=1, ge=1, le=64)
+    # llama.cpp engine: threads for decoding steps; 2 only pay off where idle OpenMP threads spin a little
+    # before they sleep (`specialist.openmp`, GOMP_SPINCOUNT), else 1 is used. On a CPU shared with a training
+    # job, 1 (and GOMP_SPINCOUNT=0) leaves it a core: see the README
+    decode_threads: int = Field(default=2, ge=1, le=64)
     timeout_s: float = Field(default=60.0, gt=0)
     phrasing_model: str | None = None  # optional general model for the final reply; off by default
 

@@ -38,8 +38,6 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# OpenMP threads sleep instead of spinning (torch and llama.cpp share libgomp; set before either loads).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.chat_model import ChatMessage, ChatModel, ChatReply, ToolCall
@@ -53,6 +51,10 @@ from agent.systems.crm import SqliteCRM
 from agent.tool_specs import TOOL_SPECS, WRITE_TOOLS
 from agent.tools import format_result
 from specialist.errors import SpecialistError
+from specialist.openmp import configure_openmp
+
+# How idle OpenMP threads wait (torch and llama.cpp share libgomp; set before either loads).
+configure_openmp()
 
 UNANSWERABLE = [
     "Do you offer pet insurance with your products?",

@@ -65,7 +65,6 @@ def prepare(workdir: Path, *, port: int, model: str, rate_limit: int) -> dict[st
     env.update(
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
-        OMP_WAIT_POLICY="PASSIVE",
         TOKENIZERS_PARALLELISM="false",
         SPECIALIST_SERVE__HOST="127.0.0.1",
         SPECIALIST_SERVE__PORT=str(port),

@@ -39,7 +39,9 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from specialist.openmp import configure_openmp  # noqa: E402
+
+configure_openmp()
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from ingest import Ingestor, IngestSettings  # noqa: E402

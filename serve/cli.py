@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from serve.commands import finetune as finetune_cmds
 from serve.commands import kb as kb_cmds
 from serve.commands import service as service_cmds
 from serve.commands import store as store_cmds
+from specialist.openmp import configure_openmp
 
-# OpenMP threads sleep instead of spinning when idle: torch and llama.cpp share libgomp, which reads this
-# once when it loads, so it is set before any command imports either (a spinning pool stalls a 2-core box).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How idle OpenMP threads wait: torch and llama.cpp share libgomp, which reads this once when it loads, so it
+# is set before any command imports either.
+configure_openmp()
 
 app = typer.Typer(help="specialist: a support agent that knows one business well.", no_args_is_help=True)
 

@@ -9,13 +9,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from specialist.openmp import configure_openmp
+
 if TYPE_CHECKING:
     from retrieval.embedder import DenseEmbedder
     from retrieval.knowledge_base import KnowledgeBase
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+configure_openmp()
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 

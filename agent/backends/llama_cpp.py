@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Unpack
@@ -14,6 +14,7 @@ from agent.chat_model import ChatMessage, ChatReply, ToolSpec
 from agent.settings import EngineOptions
 from agent.tool_format import END_OF_TURN, chat_messages, chatml, parse_reply
 from specialist.errors import ModelUnavailable
+from specialist.openmp import configure_openmp, libgomp_loaded, threads_sleep, threads_spin_first
 
 
 def patched_llama() -> Any:
@@ -37,17 +38,22 @@ def patched_llama() -> Any:
     return Llama
 
 
-def openmp_threads_sleep() -> bool:
-    """Whether llama.cpp's OpenMP threads will sleep at barriers instead of spinning.
+def openmp_threads(decode_threads: int) -> tuple[int, int]:
+    """Threads for prompts and for decoding steps, given how this process's OpenMP threads wait.
 
-    On a CPU shared with other work (a training job), 2 spinning threads made a call ~20x slower (86 s
-    instead of 4 s for ~700 prompt tokens). libgomp reads OMP_WAIT_POLICY once, when it is loaded; torch
-    loads the same libgomp.so.1 (llama.cpp then reuses it), so this only helps if it comes first.
+    - Prompts use both cores where idle threads sleep in the end: threads that spin for good stall a CPU
+      shared with other work (a call took ~20x longer next to a training job).
+    - Decoding steps use `decode_threads` only where idle threads spin a little first: a step is ~1 ms of
+      work between Python calls, and a thread woken from sleep for each made 2 threads slower than 1.
+
+    libgomp reads its settings once, when it loads (torch loads the same libgomp.so.1), so they are set
+    here only if nothing loaded it yet.
     """
-    maps = Path("/proc/self/maps")
-    if not (maps.exists() and "libgomp" in maps.read_text()):
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    if not libgomp_loaded():
+        configure_openmp()
+    prompt = 2 if threads_sleep() else 1
+    decode = decode_threads if threads_spin_first() else 1
+    return prompt, decode
 
 
 def lookup_draft(tokens: Sequence[int], *, max_ngram: int = 3, k: int = 4) -> list[int]:
@@ -138,9 +144,10 @@ class LlamaCppChatModel:
     - **KV prefix reuse:** consecutive calls evaluate only what follows their common token prefix (the system
       prompt and tool list, and within a conversation the turns so far). `reused_tokens` says how many the
       last call reused.
-    - **Threads:** the prompt is evaluated on `threads` threads; decoding runs on one. Decoding a 135M model
-      is a few small matrix products per token, and a second thread's synchronisation cost more than it
-      saved here (11 vs 23 tokens/s; `SPECIALIST_MODEL__DECODE_THREADS` changes it).
+    - **Threads:** the prompt is evaluated on `threads` threads, decoding steps on `decode_threads` (both 2
+      by default, see `openmp_threads`). With OpenMP threads that spin ~10 ms before they sleep
+      (`specialist.openmp`), 58 recorded benchmark calls took ~30% less time on 2 decoding threads than on
+      1, with identical tokens; with threads that sleep at once, 2 were ~40% slower than 1.
     - **Speculative decoding with prompt lookup:** each step evaluates the next token together with a draft
       of up to `draft_tokens` tokens guessed from the context (`lookup_draft`) in one batch, and keeps the
       draft tokens that are the batch's own greedy choices: greedy decoding in fewer passes over the
@@ -170,18 +177,19 @@ class LlamaCppChatModel:
         draft_tokens: int = 4,
         max_text_tokens: int = 80,
         shift_history: bool = False,
-        decode_threads: int = 1,
+        decode_threads: int = 2,
     ) -> None:
         self.name = name
         self.max_new_tokens = max_new_tokens
         self.max_text_tokens = max_text_tokens
-        # 2 threads (both cores) only where idle threads sleep: spinning ones stall a shared CPU
-        self._threads = threads or (2 if openmp_threads_sleep() else 1)
+        prompt_threads, self.decode_threads = openmp_threads(decode_threads)
+        self._threads = threads or prompt_threads
         self._n_ctx = n_ctx
         self.draft_tokens = draft_tokens
-        self.decode_threads = decode_threads
         self.shift_history = shift_history
         self._lock = threading.Lock()
+        # every llama.cpp call runs on this one thread (see `complete`)
+        self._engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
         self.reused_tokens = 0
         self.stats = DecodeStats()
         self._llm = self._load(gguf, lora)
@@ -236,15 +244,10 @@ class LlamaCppChatModel:
     def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
         """Greedy completion of one conversation (same prompt as training: compact ChatML)."""
         prompt = chatml(chat_messages(messages, tools))
-        with self._lock:
-            llm = self._llm
-            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-            if len(tokens) >= self._n_ctx:
-                raise ModelUnavailable(f"prompt of {len(tokens)} tokens exceeds the context ({self._n_ctx})")
-            out = self._greedy(llm, tokens)
-            self.reused_tokens = self.stats.reused
-            stops = self._stop_ids
-            capped = self.stats.capped
+        # On one engine thread whatever thread asks (the service runs turns on a pool): OpenMP gives each
+        # calling thread its own worker threads, and with more of them than cores libgomp stops letting
+        # them spin; replaying 30 recorded calls from 4 rotating threads took 103 s instead of 55 s.
+        llm, tokens, out, stops, capped = self._engine.submit(self._run, prompt).result()
         raw = llm.detokenize([t for t in out if t not in stops]).decode("utf-8", errors="replace")
         if capped:
             raw = whole_sentences(raw)
@@ -256,6 +259,17 @@ class LlamaCppChatModel:
             prompt_tokens=len(tokens),
             completion_tokens=len(out),
         )
+
+    def _run(self, prompt: str) -> tuple[Any, list[int], list[int], set[int], bool]:
+        """Tokenize and decode one prompt (on the engine thread)."""
+        with self._lock:
+            llm = self._llm
+            tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            if len(tokens) >= self._n_ctx:
+                raise ModelUnavailable(f"prompt of {len(tokens)} tokens exceeds the context ({self._n_ctx})")
+            out = self._greedy(llm, tokens)
+            self.reused_tokens = self.stats.reused
+            return llm, tokens, out, self._stop_ids, self.stats.capped
 
     @staticmethod
     def _stops(llm: Any) -> set[int]:

@@ -170,10 +170,22 @@ def test_dropped_history_is_cut_out_of_the_cache_not_re_read(engine) -> None:  #
 def test_decode_threads_come_from_the_settings_and_change_no_token(engine) -> None:  # type: ignore[no-untyped-def]
     from agent.backends import local_model_from_record
 
-    two = local_model_from_record(
-        {"name": "base", "base_gguf": str(smollm2_gguf_path())}, max_new_tokens=48, decode_threads=2
+    one = local_model_from_record(
+        {"name": "base", "base_gguf": str(smollm2_gguf_path())}, max_new_tokens=48, decode_threads=1
     )
-    assert two.decode_threads == 2 and engine.decode_threads == 1  # type: ignore[attr-defined]
+    assert one.decode_threads == 1 and engine.decode_threads == 2  # type: ignore[attr-defined]
     system = ChatMessage("system", "You are the support agent of an online store.")
     turns = [system, *CONVERSATIONS[1]]
-    assert two.complete(turns, TOOL_SPECS).raw == engine.complete(turns, TOOL_SPECS).raw
+    assert one.complete(turns, TOOL_SPECS).raw == engine.complete(turns, TOOL_SPECS).raw
+
+
+def test_two_decode_threads_only_where_idle_threads_spin_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.backends.llama_cpp import openmp_threads
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("GOMP_SPINCOUNT", "1000000")
+    assert openmp_threads(2) == (2, 2)
+    monkeypatch.delenv("GOMP_SPINCOUNT")  # threads sleep at once: one decoding thread
+    assert openmp_threads(2) == (2, 1)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # threads spin for good: one prompt thread
+    assert openmp_threads(2) == (1, 2)
