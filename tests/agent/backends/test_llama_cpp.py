@@ -189,3 +189,24 @@ def test_two_decode_threads_only_where_idle_threads_spin_first(monkeypatch: pyte
     assert openmp_threads(2) == (2, 1)
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # threads spin for good: one prompt thread
     assert openmp_threads(2) == (1, 2)
+
+
+def test_calls_from_many_threads_all_run_on_the_engine_thread(engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The service asks from a pool of turn threads; llama.cpp always runs on the engine's one thread."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: list[str] = []
+    real_eval = engine._llm.eval
+
+    def eval_here(tokens):  # type: ignore[no-untyped-def]
+        seen.append(threading.current_thread().name)
+        return real_eval(tokens)
+
+    monkeypatch.setattr(engine._llm, "eval", eval_here)
+    system = ChatMessage("system", "You are the support agent of an online store.")
+    with ThreadPoolExecutor(len(CONVERSATIONS)) as pool:
+        replies = list(pool.map(lambda turns: engine.complete([system, *turns], TOOL_SPECS), CONVERSATIONS))
+    assert all(reply.raw for reply in replies)
+    assert len(seen) == len(CONVERSATIONS)
+    assert len(set(seen)) == 1 and seen[0].startswith("llama.cpp")
