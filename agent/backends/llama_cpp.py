@@ -41,19 +41,20 @@ def patched_llama() -> Any:
 def openmp_threads(decode_threads: int) -> tuple[int, int]:
     """Threads for prompts and for decoding steps, given how this process's OpenMP threads wait.
 
-    - Prompts use both cores where idle threads sleep in the end: threads that spin for good stall a CPU
-      shared with other work (a call took ~20x longer next to a training job).
-    - Decoding steps use `decode_threads` only where idle threads spin a little first: a step is ~1 ms of
-      work between Python calls, and a thread woken from sleep for each made 2 threads slower than 1.
+    - Both use a second thread only where idle threads sleep in the end: threads that spin for good stall
+      a CPU shared with other work (a call took ~20x longer next to a training job).
+    - Decoding steps use `decode_threads` only where idle threads also spin a little first: a step is
+      ~1 ms of work between Python calls, and a thread woken from sleep for each made 2 threads slower
+      than 1.
 
     libgomp reads its settings once, when it loads (torch loads the same libgomp.so.1), so they are set
     here only if nothing loaded it yet.
     """
     if not libgomp_loaded():
         configure_openmp()
-    prompt = 2 if threads_sleep() else 1
-    decode = decode_threads if threads_spin_first() else 1
-    return prompt, decode
+    if not threads_sleep():
+        return 1, 1
+    return 2, decode_threads if threads_spin_first() else 1
 
 
 def lookup_draft(tokens: Sequence[int], *, max_ngram: int = 3, k: int = 4) -> list[int]:
