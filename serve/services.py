@@ -269,6 +269,13 @@ class Services:
                 closer()
             if self._kb is not None:
                 self._kb.close()
+            if self._model is not None and self._fixed_model is None:
+                # a model this service built (the in-process engine's thread and weights); a model handed in
+                # belongs to the caller. A model swapped out by `reload_model` is left to garbage collection,
+                # since a turn in progress may still be using it.
+                model_closer = getattr(self._model.inner, "close", None)
+                if callable(model_closer):
+                    model_closer()
             self._kb = self._ingestor = self._agent = self._model = None
         self.executor.shutdown(wait=True, cancel_futures=False)
         self.db.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from agent.chat_model import ChatMessage, ChatReply, ToolSpec
-from agent.settings import EngineOptions
+from agent.settings import EngineOptions, ModelSettings
 from agent.tool_format import END_OF_TURN, chat_messages, chatml, parse_reply
 from specialist.errors import ModelUnavailable
 from specialist.openmp import configure_openmp, libgomp_loaded, threads_sleep, threads_spin_first
@@ -175,19 +175,19 @@ class LlamaCppChatModel:
         max_new_tokens: int = 256,
         threads: int | None = None,
         n_ctx: int = 2048,
-        draft_tokens: int = 4,
-        max_text_tokens: int = 80,
-        shift_history: bool = False,
-        decode_threads: int = 2,
+        **options: Unpack[EngineOptions],
     ) -> None:
+        # the tuning options default to the settings' defaults (`ModelSettings`), written once there
+        tuned = ModelSettings().engine_options()
+        tuned.update(options)
         self.name = name
         self.max_new_tokens = max_new_tokens
-        self.max_text_tokens = max_text_tokens
-        prompt_threads, self.decode_threads = openmp_threads(decode_threads)
+        self.max_text_tokens = tuned["max_text_tokens"]
+        prompt_threads, self.decode_threads = openmp_threads(tuned["decode_threads"])
         self._threads = threads or prompt_threads
         self._n_ctx = n_ctx
-        self.draft_tokens = draft_tokens
-        self.shift_history = shift_history
+        self.draft_tokens = tuned["draft_tokens"]
+        self.shift_history = tuned["shift_history"]
         self._lock = threading.Lock()
         # every llama.cpp call runs on this one thread (see `complete`)
         self._engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
@@ -242,14 +242,25 @@ class LlamaCppChatModel:
             self.name = str(record.get("name", self.name))
             self.record = dict(record)
 
+    def close(self) -> None:
+        """Stop the engine thread (after the call in progress) and free the weights; later calls fail."""
+        self._engine.shutdown(wait=True)
+        with self._lock:
+            closer = getattr(self._llm, "close", None)
+            if callable(closer):
+                closer()
+
     def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
         """Greedy completion of one conversation (same prompt as training: compact ChatML)."""
         prompt = chatml(chat_messages(messages, tools))
         # On one engine thread whatever thread asks (the service runs turns on a pool): OpenMP gives each
         # calling thread its own worker threads, and with more of them than cores libgomp stops letting
         # them spin; replaying 30 recorded calls from 4 rotating threads took 103 s instead of 55 s.
-        llm, tokens, out, stops, capped = self._engine.submit(self._run, prompt).result()
-        raw = llm.detokenize([t for t in out if t not in stops]).decode("utf-8", errors="replace")
+        try:
+            job = self._engine.submit(self._run, prompt)
+        except RuntimeError as exc:  # submitted after close()
+            raise ModelUnavailable(f"model {self.name!r} was closed") from exc
+        raw, tokens, out, capped = job.result()
         if capped:
             raw = whole_sentences(raw)
         parsed = parse_reply(raw)
@@ -261,8 +272,9 @@ class LlamaCppChatModel:
             completion_tokens=len(out),
         )
 
-    def _run(self, prompt: str) -> tuple[Any, list[int], list[int], set[int], bool]:
-        """Tokenize and decode one prompt (on the engine thread)."""
+    def _run(self, prompt: str) -> tuple[str, list[int], list[int], bool]:
+        """Tokenize, decode and detokenize one prompt (on the engine thread, so `close` can free the model
+        once that thread is done)."""
         with self._lock:
             llm = self._llm
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
@@ -270,7 +282,9 @@ class LlamaCppChatModel:
                 raise ModelUnavailable(f"prompt of {len(tokens)} tokens exceeds the context ({self._n_ctx})")
             out = self._greedy(llm, tokens)
             self.reused_tokens = self.stats.reused
-            return llm, tokens, out, self._stop_ids, self.stats.capped
+            kept = [t for t in out if t not in self._stop_ids]
+            raw = llm.detokenize(kept).decode("utf-8", errors="replace")
+            return raw, tokens, out, self.stats.capped
 
     @staticmethod
     def _stops(llm: Any) -> set[int]:

@@ -177,6 +177,37 @@ def test_decode_threads_come_from_the_settings_and_change_no_token(engine) -> No
     system = ChatMessage("system", "You are the support agent of an online store.")
     turns = [system, *CONVERSATIONS[1]]
     assert one.complete(turns, TOOL_SPECS).raw == engine.complete(turns, TOOL_SPECS).raw
+    one.close()  # type: ignore[attr-defined]
+
+
+def test_the_engine_takes_its_tuning_defaults_from_the_settings(engine) -> None:  # type: ignore[no-untyped-def]
+    from agent.settings import ModelSettings
+
+    defaults = ModelSettings()
+    assert (engine.draft_tokens, engine.max_text_tokens, engine.shift_history) == (
+        defaults.draft_tokens,
+        defaults.max_text_tokens,
+        defaults.shift_history,
+    )
+    assert engine.decode_threads == defaults.decode_threads  # 2, with the conftest's bounded spin
+
+
+def test_a_closed_engine_refuses_calls_and_its_thread_ends() -> None:
+    import threading
+
+    from agent.backends.llama_cpp import LlamaCppChatModel
+    from specialist.errors import ModelUnavailable
+
+    model = LlamaCppChatModel(smollm2_gguf_path(), max_new_tokens=8)
+    turns = [ChatMessage("system", "You are the support agent of an online store."), *CONVERSATIONS[0]]
+    assert model.complete(turns, TOOL_SPECS).completion_tokens > 0
+    assert any(t.name.startswith("llama.cpp") for t in threading.enumerate())
+    threads_before = {t.ident for t in threading.enumerate() if t.name.startswith("llama.cpp")}
+    model.close()
+    with pytest.raises(ModelUnavailable, match="closed"):
+        model.complete(turns, TOOL_SPECS)
+    alive = {t.ident for t in threading.enumerate() if t.name.startswith("llama.cpp")}
+    assert len(alive) == len(threads_before) - 1
 
 
 def test_two_decode_threads_only_where_idle_threads_spin_first(monkeypatch: pytest.MonkeyPatch) -> None:
