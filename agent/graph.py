@@ -166,11 +166,19 @@ def _prefetch_orders(state: AgentState, ctx: AgentContext, text: str, update: di
     history = [*state.get("messages", []), *update["messages"]]
     toolbox = _tools({**state, "messages": history, "user_id": user_id}, ctx)
     added: list[Any] = []
-    for order_id in list(dict.fromkeys(_ORDER_ID.findall(text)))[: ctx.settings.prefetch_orders]:
+    unknown: list[str] = []
+    named = list(dict.fromkeys(_ORDER_ID.findall(text)))[: ctx.settings.prefetch_orders]
+    for order_id in named:
         outcome, messages = _lookup(toolbox, "get_order_details", "order_id", order_id, len(history))
         added += messages
         if outcome.ok:
             added += _prefetch_products(toolbox, ctx, text, outcome.content, len(history) + len(added))
+        elif outcome.error == "NotFound":
+            unknown.append(order_id)
+    if named and unknown == named:
+        # None of the orders named is this customer's (or exists): the answer is the graph's, whatever the
+        # model would make of the refusals (it used to echo their wording); the customer can correct the id.
+        update["draft"] = prompts.orders_not_found(unknown)
     return added
 
 
@@ -343,7 +351,11 @@ def _run_read(toolbox: SupportTools, call: dict[str, Any]) -> ToolOutcome:
     try:
         return toolbox.run(call["name"], call["arguments"])
     except Exception as exc:
-        return ToolOutcome(content=f"Error: the {call['name']} tool failed ({type(exc).__name__}).", ok=False)
+        return ToolOutcome(
+            content=f"Error: the {call['name']} tool failed ({type(exc).__name__}).",
+            ok=False,
+            error=type(exc).__name__,
+        )
 
 
 def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:

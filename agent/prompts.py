@@ -42,6 +42,16 @@ TOOL_FAILED = "Sorry, something went wrong on our side and nothing was changed. 
 TOO_MANY_STEPS = "I couldn't finish that; I can transfer you to a human agent if you like."
 
 
+def orders_not_found(order_ids: list[str]) -> str:
+    """The answer when none of the orders a customer names is theirs (or exists): the same either way."""
+    named = " and ".join(order_ids)
+    noun = "order" if len(order_ids) == 1 else "orders"
+    return (
+        f"I can't find {noun} {named} among your orders. Please check the order number; "
+        "I can only help with orders on your own account."
+    )
+
+
 def too_long(limit: int) -> str:
     """The reply to a message over the size limit."""
     return f"Your message is too long (over {limit} characters); please shorten it."

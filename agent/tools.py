@@ -48,6 +48,7 @@ class ToolOutcome:
     data: Any = None
     passages: list[dict[str, Any]] = field(default_factory=list)
     user_id: str | None = None
+    error: str = ""  # the refusal's or failure's exception class, for a failed call
 
 
 def format_result(result: Any) -> str:
@@ -257,7 +258,7 @@ class SupportTools:
             result = getattr(self, name)(**args)
             return ToolOutcome(content=format_result(result), data=result, user_id=self.session.user_id)
         except SpecialistError as exc:
-            return ToolOutcome(content=format_error(exc), ok=False)
+            return ToolOutcome(content=format_error(exc), ok=False, error=type(exc).__name__)
 
 
 def _system_arguments(name: str, arguments: dict[str, Any]) -> dict[str, Any]:

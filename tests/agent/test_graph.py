@@ -654,6 +654,39 @@ def test_orders_the_customer_names_are_looked_up_by_the_graph_within_their_autho
     assert tool_results(turn(agent0, f"status of {order['order_id']}?", "c3")) == []
 
 
+def test_a_message_naming_only_orders_that_are_not_the_customers_is_answered_by_the_graph(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    user_id, user, order = user_with(db, "pending")
+    other = next(o for o in db.export()["orders"].values() if o["user_id"] != user_id)
+    other_user = db.export()["users"][other["user_id"]]
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    asked = len(model.calls)
+    events = turn(agent, f"Also, what is the status and address of order {other['order_id']}?")
+    assert len(model.calls) == asked  # no model call: the refusal is the graph's
+    assert message(events) == (
+        f"I can't find order {other['order_id']} among your orders. Please check the order number; "
+        "I can only help with orders on your own account."
+    )
+    shown = " ".join(str(e.data) for e in events)
+    assert other_user["address"]["address1"] not in shown and other_user["email"] not in shown
+    # a missing order gets the same words (never confirm that another customer's order exists)
+    events = turn(agent, f"Where are #W0000001 and {other['order_id']}?")
+    assert len(model.calls) == asked
+    assert message(events).startswith(f"I can't find orders #W0000001 and {other['order_id']} among")
+    # the lookups stay in the history for the model's next decision
+    model._script[:0] = [say("Anything else?")]
+    turn(agent, "ok thanks")
+    seen = model.calls[-1]
+    assert any(m.role == "tool" and other["order_id"] in m.content for m in seen)
+    # one of the customer's own orders among them: the model decides as before
+    model._script[:0] = [say("Here it is.")]
+    events = turn(agent, f"And {order['order_id']} and {other['order_id']}?")
+    assert message(events) == "Here it is."
+
+
 def test_an_exchange_request_gets_the_named_items_product_looked_up(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
