@@ -83,6 +83,23 @@ def test_tool_results_are_compacted() -> None:
     assert compact_tool_result("y" * 2000).endswith("...")
 
 
+def test_a_products_listing_shows_only_the_variants_that_can_be_ordered() -> None:
+    product = {
+        "name": "Lamp",
+        "product_id": "p",
+        "variants": {
+            "1": {"item_id": "1", "options": {"colour": "red"}, "available": True, "price": 9.5},
+            "2": {"item_id": "2", "options": {"colour": "blue"}, "available": False, "price": 9.5},
+            "3": {"item_id": "3", "options": {"colour": "green"}, "price": 9.5},  # a CRM without the flag
+        },
+    }
+    out = json.loads(compact_tool_result(json.dumps(product)))
+    assert out["variants"] == [
+        {"item_id": "1", "options": "red", "available": True},
+        {"item_id": "3", "options": "green", "available": None},
+    ]
+
+
 def test_assistant_rendering_and_chatml() -> None:
     msg = ChatMessage("assistant", "", tool_calls=[ToolCall("think", {"thought": "t"})])
     assert render_assistant(msg).startswith("<tool_call>")
