@@ -363,8 +363,10 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ctx = runtime.context
     call = dict(state["proposal"] or {})
     toolbox = _tools(state, ctx)
+    malformed = True  # until the arguments match the tool's schema
     try:
         arguments = check_arguments(call["name"], call["arguments"])
+        malformed = False
         toolbox.authorize_write(call["name"], arguments)
         key = action_key(ctx.conversation_id, call["name"], arguments)
         # What the system would refuse is never listed for confirmation: the model hears why now.
@@ -375,7 +377,9 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         _emit("tool_end", name=call["name"], ok=False, content=error)
         refused = [_call_message(call), _tool_message(call, error)]
         if _refused_writes(state.get("messages", [])) >= ctx.settings.retry_refused_writes:
-            text = prompts.write_failed(error)  # the system's own reason, said by the graph
+            # the system's own reason, said by the graph; a schema error is the model's slip, not a reason
+            # the customer can act on, so they hear it in plain words (the model's history keeps the detail)
+            text = prompts.WRITE_MALFORMED if malformed else prompts.write_failed(error)
             return {"proposal": None, "draft": text, "messages": [*refused, _assistant(text)]}
         return {"proposal": None, "messages": refused}
     pending = {

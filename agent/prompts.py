@@ -39,6 +39,10 @@ APPROVAL_REJECTED = (
     "Our team did not approve this refund, so nothing was changed. I can transfer you to a human agent."
 )
 TOOL_FAILED = "Sorry, something went wrong on our side and nothing was changed. Please try again in a moment."
+WRITE_MALFORMED = (
+    "I couldn't put that request together correctly, so nothing was changed. Could you tell me again "
+    "which order and which items it is about, and what you would like done?"
+)
 TOO_MANY_STEPS = "I couldn't finish that; I can transfer you to a human agent if you like."
 
 

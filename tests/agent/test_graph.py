@@ -444,6 +444,9 @@ def test_bad_input_gets_a_plain_answer_and_the_conversation_goes_on(
     events = turn(agent, "check my order")
     assert [r["ok"] for r in tool_results(events)] == [False, False, False]
     assert "Bad arguments" in tool_results(events)[0]["content"]
+    assert "Bad arguments" in tool_results(events)[2]["content"]  # the model's history keeps the detail
+    # the customer hears the malformed write in plain words, not the schema's
+    assert message(events).startswith("I couldn't put that request together correctly, so nothing was")
     assert db.export() == before
     model._script[:0] = [say("Sure, how can I help?")]
     assert message(turn(agent, "hello again")) == "Sure, how can I help?"
