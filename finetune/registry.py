@@ -345,6 +345,29 @@ class ModelRegistry:
             write_run(with_run, run)
         return self.live(serving=False)
 
+    def prune_cache(self) -> list[Path]:
+        """Delete the cached GGUF conversions (adapter exports, merged models) that neither the live model nor
+        the one `rollback` would restore is served from; each is derived again if it is ever needed. A
+        running server keeps reading a file it has open. Returns the deleted files."""
+        history = self._history()
+        keep_records = [self.live()]
+        if len(history) > 1:
+            keep_records.append(serving_record(dict(history[-2]), self.gguf_dir, **self._types()))
+        elif history:
+            keep_records.append(default_record(self.gguf_dir, serving=True, **self._types()))
+        keep = {
+            Path(record[key]).resolve()
+            for record in keep_records
+            for key in ("gguf_lora", "gguf_merged")
+            if record.get(key)
+        }
+        removed = []
+        for path in sorted(self.gguf_dir.glob("*.gguf")) if self.gguf_dir.exists() else []:
+            if path.resolve() not in keep:
+                path.unlink()
+                removed.append(path)
+        return removed
+
 
 def export_adapter(run_dir: Path, *, merged: bool = False) -> Path:
     """Write what vLLM loads: the adapter folder (`--lora-modules` / load_lora_adapter) and, on request, a

@@ -206,6 +206,15 @@ def rollback() -> None:
     typer.echo(f"live: {record.get('name')}")
 
 
+@models_app.command("prune-cache")
+def prune_cache() -> None:
+    """Delete cached GGUF conversions that neither the live model nor its rollback target uses."""
+    removed = _run(_registry().prune_cache)
+    for path in removed:
+        typer.echo(f"deleted {path}")
+    typer.echo(f"{len(removed)} cached file(s) deleted")
+
+
 def register(app: typer.Typer) -> None:
     """Attach this area's commands to the root app."""
     app.add_typer(finetune_app, name="finetune")

@@ -120,10 +120,21 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     assert not torch.equal(before, after)
     assert serving.complete(msgs).completion_tokens > 0
 
+    # the cache keeps what serves the live model and its rollback target (the default); the rest goes
+    stale = registry.gguf_dir / "merged-0123456789abcdef-q8_0.gguf"
+    stale.write_bytes(b"GGUF")
+    assert registry.prune_cache() == [stale]
+    assert merged.exists() and run_lora.exists() and Path(default_lora).exists()
+    assert registry.prune_cache() == []
+
     assert registry.rollback()["name"] == "default"
     with pytest.raises(Conflict, match="nothing to roll back"):
         registry.rollback()
     assert json.loads(registry.registry_path.read_text())["history"] == []
+    # with the default live again, the rolled-back run's conversions are pruned, the default's kept
+    pruned = registry.prune_cache()
+    assert run_lora in pruned and merged in pruned and not run_lora.exists()
+    assert Path(registry.live()["gguf_lora"]).exists() and Path(registry.live()["gguf_merged"]).exists()
 
 
 def test_merged_export_matches_base_plus_adapter(registry: ModelRegistry, tmp_path: Path) -> None:
