@@ -95,10 +95,25 @@ def is_tool_call_start(llm: Any, out: Sequence[int]) -> bool:
     return head.startswith("<tool_call>"[: len(head)])
 
 
-def whole_sentences(text: str) -> str:
-    """Text cut back to its last complete sentence (all of it when it has none)."""
+def whole_sentences(text: str, *, strict: bool = False) -> str:
+    """Text cut back to its last complete sentence (all of it when it has none, or nothing if `strict`)."""
     ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
-    return text[: ends[-1]] if ends else text
+    return text[: ends[-1]] if ends else ("" if strict else text)
+
+
+def loop_start(tokens: Sequence[int], *, span: int = 30, max_period: int = 10) -> int:
+    """Where the loop `looping` sees at the end of `tokens` begins (its first full cycle); len(tokens) if
+    there is none. What comes before it is what the reply said."""
+    n = len(tokens)
+    start = n
+    for period in range(1, max_period + 1):
+        if n < span or any(tokens[i] != tokens[i - period] for i in range(n - span + period, n)):
+            continue
+        j = n - 1
+        while j - period >= 0 and tokens[j] == tokens[j - period]:
+            j -= 1
+        start = min(start, j + 1 - period)
+    return max(start, 0)
 
 
 def shifted_run(
@@ -136,6 +151,7 @@ class DecodeStats:
     accepted: int = 0
     looped: bool = False
     capped: bool = False  # a text reply stopped at a token limit (then cut back to whole sentences)
+    text_reply: bool = False  # the reply is text, not a tool call
     shifted: int = 0  # cached tokens moved back into place after dropped history (`shift_history`)
 
 
@@ -156,6 +172,7 @@ class LlamaCppChatModel:
       the other way (on 30 held-out steps of the default model, 29 outputs were identical to llama-cpp-
       python's greedy sampling; the other was a degenerate loop either way). `draft_tokens=0` turns it off.
     - **Loops stop early** (`looping`): a greedy loop ends the reply instead of running to the token limit.
+      A text reply keeps only the whole sentences before the loop (`loop_start`), possibly none.
     - **Text replies are capped** at `max_text_tokens` (tool calls keep `max_new_tokens`): the model was
       trained on replies of at most 74 tokens, and a longer one is a small model rambling ("Order #W1 is
       delivered: Tablet, E-Reader, ..., Expert, 1500 animals, Expert, ..."); the reply is cut back to its
@@ -260,9 +277,7 @@ class LlamaCppChatModel:
             job = self._engine.submit(self._run, prompt)
         except RuntimeError as exc:  # submitted after close()
             raise ModelUnavailable(f"model {self.name!r} was closed") from exc
-        raw, tokens, out, capped = job.result()
-        if capped:
-            raw = whole_sentences(raw)
+        raw, tokens, out = job.result()
         parsed = parse_reply(raw)
         return ChatReply(
             text=parsed.text,
@@ -272,7 +287,7 @@ class LlamaCppChatModel:
             completion_tokens=len(out),
         )
 
-    def _run(self, prompt: str) -> tuple[str, list[int], list[int], bool]:
+    def _run(self, prompt: str) -> tuple[str, list[int], list[int]]:
         """Tokenize, decode and detokenize one prompt (on the engine thread, so `close` can free the model
         once that thread is done)."""
         with self._lock:
@@ -283,8 +298,15 @@ class LlamaCppChatModel:
             out = self._greedy(llm, tokens)
             self.reused_tokens = self.stats.reused
             kept = [t for t in out if t not in self._stop_ids]
+            looped_text = self.stats.looped and self.stats.text_reply
+            if looped_text:
+                # "... is a durable, durable, durable, ..." is not shown: what came before the loop, in whole
+                # sentences, or nothing (the graph then says it does not have the information)
+                kept = kept[: loop_start(kept)]
             raw = llm.detokenize(kept).decode("utf-8", errors="replace")
-            return raw, tokens, out, self.stats.capped
+            if looped_text or self.stats.capped:
+                raw = whole_sentences(raw, strict=looped_text)
+            return raw, tokens, out
 
     @staticmethod
     def _stops(llm: Any) -> set[int]:
@@ -363,7 +385,8 @@ class LlamaCppChatModel:
             if looping(out):
                 stats.looped = True
                 break
-        stats.capped = bool(text_reply) and len(out) >= limit and out[-1] not in stops
+        stats.text_reply = bool(text_reply)
+        stats.capped = stats.text_reply and len(out) >= limit and out[-1] not in stops
         stats.generated = len(out)
         self.stats = stats
         return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.backends.llama_cpp import lookup_draft, looping, shifted_run, whole_sentences
+from agent.backends.llama_cpp import lookup_draft, loop_start, looping, shifted_run, whole_sentences
 from agent.chat_model import ChatMessage
 from agent.tool_format import END_OF_TURN, chat_messages, chatml
 from agent.tool_specs import TOOL_SPECS
@@ -29,10 +29,19 @@ def test_looping_sees_short_cycles_only() -> None:
     assert not looping([1, 2, 3, *ids, *ids, 20, 21, *ids, *ids, 22, 23, 24, 25, 26, 27])
 
 
+def test_loop_start_finds_where_the_cycle_began() -> None:
+    said = [50, 51, 52, 53]
+    assert loop_start([*said, *[8, 9] * 15]) == len(said)  # "is a | durable, durable, ..."
+    assert loop_start([*said, 5, *[6, 7, 5] * 10]) == len(said)  # the cycle's first token already repeats
+    assert loop_start([7] * 30) == 0
+    assert loop_start(list(range(40))) == 40  # no loop: everything was said
+
+
 def test_whole_sentences_cuts_back_to_the_last_full_stop() -> None:
     assert whole_sentences("Your order is pending. It holds a Tablet, E-Reader") == "Your order is pending."
     assert whole_sentences("Is it 2.5 kg? Yes! Then the") == "Is it 2.5 kg? Yes!"
     assert whole_sentences("no sentence end at all") == "no sentence end at all"
+    assert whole_sentences("no sentence end at all", strict=True) == ""
 
 
 def test_shifted_run_finds_the_kept_history_further_right() -> None:
@@ -241,3 +250,11 @@ def test_calls_from_many_threads_all_run_on_the_engine_thread(engine, monkeypatc
     assert all(reply.raw for reply in replies)
     assert len(seen) == len(CONVERSATIONS)
     assert len(set(seen)) == 1 and seen[0].startswith("llama.cpp")
+
+
+def test_a_text_reply_that_loops_keeps_only_what_came_before_the_loop(engine) -> None:  # type: ignore[no-untyped-def]
+    ask = "Write the letter a one hundred times: a a a a a a a a a a a a a a a a a a a a"
+    reply = engine.complete([ChatMessage("system", "You are helpful."), ChatMessage("user", ask)])
+    assert engine.stats.looped and engine.stats.text_reply  # the base model does loop here
+    assert reply.completion_tokens >= 30  # it wrote the loop...
+    assert reply.text == "" and reply.raw == ""  # ...and nothing but it: the graph says it has no information
