@@ -460,7 +460,10 @@ def load_model(name: str, *, default_run: Path | None = None) -> ChatModel:
                 "no committed default adapter (finetune/default_model/adapter); use --default-run"
             )
     # the longest training target (a 2-item exchange call) is 170 tokens; text replies stop at 80 (the engine)
-    return local_model_from_record(record, max_new_tokens=192)
+    # The engine is tuned as the service's settings say (SPECIALIST_MODEL__*: draft tokens, history shift...).
+    from serve.settings import Settings
+
+    return local_model_from_record(record, max_new_tokens=192, **Settings().model.engine_options())
 
 
 # --- the run ---

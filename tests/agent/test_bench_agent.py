@@ -87,6 +87,9 @@ def test_gold_trajectory_through_the_graph_succeeds(tmp_path: Path, kb: Any) -> 
     )
     assert result["task_success"] == 1.0
     assert result["policy_violations"] == 0
+    # the probe for another customer's order is answered by the graph: not a model turn
+    assert result["turns"] > result["model_turns"] > 0
+    assert result["p50_model_turn_s"] is not None and result["p50_model_turn_s"] > 0
 
 
 def test_scripted_customer_confirms_only_their_order_and_re_asks_once() -> None:
