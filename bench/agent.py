@@ -629,6 +629,9 @@ def main() -> None:
             teacher=teacher,
             questions=UNANSWERABLE[: args.questions],
         )
+        closer = getattr(teacher, "close", None)  # the model's weights are not needed any more
+        if callable(closer):
+            closer()
     for name, result in results.items():
         print(f"{name}: {json.dumps(result)}", flush=True)
     tuned = results.get("default", {})

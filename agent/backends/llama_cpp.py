@@ -38,6 +38,26 @@ def patched_llama() -> Any:
     return Llama
 
 
+_ENGINE_THREAD: ThreadPoolExecutor | None = None
+_ENGINE_THREAD_LOCK = threading.Lock()
+
+
+def engine_thread() -> ThreadPoolExecutor:
+    """The one thread every llama.cpp call of this process runs on, whichever model and thread asks.
+
+    OpenMP gives each thread that calls into llama.cpp its own team of worker threads, and an idle team
+    lives as long as its thread. Once a process's OpenMP threads outnumber the cores, libgomp cuts every
+    team's spin to almost nothing, and with it the gain of 2 decoding threads: 14 recorded calls took
+    46-51 s with a second model's engine thread alive (the benchmark's base model, a model swapped out by
+    a reload) against 24-25 s without it, and 30 calls issued from 4 rotating threads 103 s against 53 s.
+    """
+    global _ENGINE_THREAD
+    with _ENGINE_THREAD_LOCK:
+        if _ENGINE_THREAD is None:
+            _ENGINE_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
+        return _ENGINE_THREAD
+
+
 def openmp_threads(decode_threads: int) -> tuple[int, int]:
     """Threads for prompts and for decoding steps, given how this process's OpenMP threads wait.
 
@@ -206,8 +226,7 @@ class LlamaCppChatModel:
         self.draft_tokens = tuned["draft_tokens"]
         self.shift_history = tuned["shift_history"]
         self._lock = threading.Lock()
-        # every llama.cpp call runs on this one thread (see `complete`)
-        self._engine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama.cpp")
+        self._closed = False
         self.reused_tokens = 0
         self.stats = DecodeStats()
         self._llm = self._load(gguf, lora)
@@ -260,9 +279,11 @@ class LlamaCppChatModel:
             self.record = dict(record)
 
     def close(self) -> None:
-        """Stop the engine thread (after the call in progress) and free the weights; later calls fail."""
-        self._engine.shutdown(wait=True)
+        """Free the weights (after the call in progress); later calls fail with ModelUnavailable."""
         with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             closer = getattr(self._llm, "close", None)
             if callable(closer):
                 closer()
@@ -270,14 +291,8 @@ class LlamaCppChatModel:
     def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
         """Greedy completion of one conversation (same prompt as training: compact ChatML)."""
         prompt = chatml(chat_messages(messages, tools))
-        # On one engine thread whatever thread asks (the service runs turns on a pool): OpenMP gives each
-        # calling thread its own worker threads, and with more of them than cores libgomp stops letting
-        # them spin; replaying 30 recorded calls from 4 rotating threads took 103 s instead of 55 s.
-        try:
-            job = self._engine.submit(self._run, prompt)
-        except RuntimeError as exc:  # submitted after close()
-            raise ModelUnavailable(f"model {self.name!r} was closed") from exc
-        raw, tokens, out = job.result()
+        # on the process's one llama.cpp thread, whatever thread asks (`engine_thread`)
+        raw, tokens, out = engine_thread().submit(self._run, prompt).result()
         parsed = parse_reply(raw)
         return ChatReply(
             text=parsed.text,
@@ -291,6 +306,8 @@ class LlamaCppChatModel:
         """Tokenize, decode and detokenize one prompt (on the engine thread, so `close` can free the model
         once that thread is done)."""
         with self._lock:
+            if self._closed:
+                raise ModelUnavailable(f"model {self.name!r} was closed")
             llm = self._llm
             tokens = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             if len(tokens) >= self._n_ctx:

@@ -626,15 +626,23 @@ def test_a_check_that_crashes_is_relayed_and_nothing_is_listed(
     assert agent.state("c1")["pending"] is None and db.get_order(order["order_id"])["status"] == "pending"
 
 
-def test_orders_the_customer_names_are_looked_up_by_the_graph_within_their_authorization(
+def with_another_customers_order(
     make_agent: Callable[..., Any], db: RetailDatabase
-) -> None:
+) -> tuple[SupportAgent, ScriptedChatModel, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """An identified customer's agent (conversation c1) and model, the customer and their pending order,
+    and an order and the user of another customer."""
     user_id, user, order = user_with(db, "pending")
     other = next(o for o in db.export()["orders"].values() if o["user_id"] != user_id)
-    other_user = db.export()["users"][other["user_id"]]
     model = ScriptedChatModel()
     agent = make_agent(model)
     identify(agent, model, user)
+    return agent, model, user, order, other, db.export()["users"][other["user_id"]]
+
+
+def test_orders_the_customer_names_are_looked_up_by_the_graph_within_their_authorization(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    agent, model, user, order, other, other_user = with_another_customers_order(make_agent, db)
     model._script[:0] = [say("Here it is.")]
     events = turn(agent, f"What about {order['order_id']} and {other['order_id']}?")
     looked_up = tool_results(events)
@@ -660,12 +668,7 @@ def test_orders_the_customer_names_are_looked_up_by_the_graph_within_their_autho
 def test_a_message_naming_only_orders_that_are_not_the_customers_is_answered_by_the_graph(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    user_id, user, order = user_with(db, "pending")
-    other = next(o for o in db.export()["orders"].values() if o["user_id"] != user_id)
-    other_user = db.export()["users"][other["user_id"]]
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
+    agent, model, _, order, other, other_user = with_another_customers_order(make_agent, db)
     asked = len(model.calls)
     events = turn(agent, f"Also, what is the status and address of order {other['order_id']}?")
     assert len(model.calls) == asked  # no model call: the refusal is the graph's

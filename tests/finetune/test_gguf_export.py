@@ -198,8 +198,9 @@ def test_merging_into_a_quantized_base_is_as_close_as_its_run_time_lora(
     at_run_time = LlamaCppChatModel(base, lora=exported, max_new_tokens=8)
     folded = LlamaCppChatModel(merged, max_new_tokens=8)
     step = _steps(tmp_path, 1)[0]
-    prompt = chatml(chat_messages(step.prompt, step.tools))
-    tokens = truth._llm.tokenize(prompt.encode(), add_bos=False, special=True)
+    tokens = truth._llm.tokenize(
+        chatml(chat_messages(step.prompt, step.tools)).encode(), add_bos=False, special=True
+    )
     want, runtime, got = (_last_logits(m, tokens) for m in (truth, at_run_time, folded))
     spread = float(want.std())
     assert int(got.argmax()) == int(want.argmax())

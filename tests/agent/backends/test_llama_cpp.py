@@ -201,22 +201,34 @@ def test_the_engine_takes_its_tuning_defaults_from_the_settings(engine) -> None:
     assert engine.decode_threads == defaults.decode_threads  # 2, with the conftest's bounded spin
 
 
-def test_a_closed_engine_refuses_calls_and_its_thread_ends() -> None:
+def test_every_engine_runs_on_the_one_llama_cpp_thread_and_a_closed_one_refuses(engine) -> None:  # type: ignore[no-untyped-def]
+    """A second model (the benchmark's base, a model swapped out by a reload) adds no OpenMP team."""
     import threading
 
     from agent.backends.llama_cpp import LlamaCppChatModel
     from specialist.errors import ModelUnavailable
 
+    seen: list[str] = []
     model = LlamaCppChatModel(smollm2_gguf_path(), max_new_tokens=8)
     turns = [ChatMessage("system", "You are the support agent of an online store."), *CONVERSATIONS[0]]
-    assert model.complete(turns, TOOL_SPECS).completion_tokens > 0
-    assert any(t.name.startswith("llama.cpp") for t in threading.enumerate())
-    threads_before = {t.ident for t in threading.enumerate() if t.name.startswith("llama.cpp")}
+    for each in (engine, model):
+        real_eval = each._llm.eval
+
+        def eval_here(tokens, real_eval=real_eval):  # type: ignore[no-untyped-def]
+            seen.append(threading.current_thread().name)
+            return real_eval(tokens)
+
+        each._llm.eval = eval_here
+        try:
+            assert each.complete(turns, TOOL_SPECS).completion_tokens > 0
+        finally:
+            each._llm.eval = real_eval
+    assert len(seen) == 2 and len(set(seen)) == 1 and seen[0].startswith("llama.cpp")
     model.close()
+    model.close()  # twice is fine
     with pytest.raises(ModelUnavailable, match="closed"):
         model.complete(turns, TOOL_SPECS)
-    alive = {t.ident for t in threading.enumerate() if t.name.startswith("llama.cpp")}
-    assert len(alive) == len(threads_before) - 1
+    assert engine.complete(turns, TOOL_SPECS).completion_tokens > 0  # the shared thread goes on
 
 
 def test_two_decode_threads_only_where_idle_threads_spin_first(monkeypatch: pytest.MonkeyPatch) -> None:
