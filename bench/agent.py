@@ -327,10 +327,10 @@ def run_episode(
     handled = reasked = False
     conversation = f"task-{task.index}"
     while text is not None and episode.turns < max_turns:
-        start, calls = time.perf_counter(), counter.calls if counter else 0
+        start, calls_before = time.perf_counter(), counter.calls if counter else 0
         events = list(agent.respond(conversation, text))
         episode.turn_seconds.append(time.perf_counter() - start)
-        if counter is not None and counter.calls > calls:
+        if counter is not None and counter.calls > calls_before:
             episode.model_turn_seconds.append(episode.turn_seconds[-1])
         episode.turns += 1
         if VERBOSE:
@@ -531,10 +531,10 @@ def evaluate(
         counter = CountingModel(make_model(tasks[0]))
         agent = build_agent(settings=settings, model=counter, kb=kb, store=unanswerable_db)
         for i, question in enumerate(questions):
-            start, calls = time.perf_counter(), counter.calls
+            start, calls_before = time.perf_counter(), counter.calls
             answer = _final(list(agent.respond(f"qa-{i}", question, customer_id=tasks[0].user_id)))
             seconds.append(time.perf_counter() - start)
-            if counter.calls > calls:
+            if counter.calls > calls_before:
                 model_seconds.append(seconds[-1])
             hallucinated += int(not HONEST.search(answer))
             print(f"[{label}] unanswerable {i}: {answer[:100]!r}", flush=True)

@@ -126,8 +126,10 @@ def loop_start(tokens: Sequence[int], *, span: int = 30, max_period: int = 10) -
     there is none. What comes before it is what the reply said."""
     n = len(tokens)
     start = n
+    if n < span:
+        return n
     for period in range(1, max_period + 1):
-        if n < span or any(tokens[i] != tokens[i - period] for i in range(n - span + period, n)):
+        if any(tokens[i] != tokens[i - period] for i in range(n - span + period, n)):
             continue
         j = n - 1
         while j - period >= 0 and tokens[j] == tokens[j - period]:
