@@ -186,7 +186,9 @@ class LlamaCppChatModel:
     - **Threads:** the prompt is evaluated on `threads` threads, decoding steps on `decode_threads` (both 2
       by default, see `openmp_threads`). With OpenMP threads that spin ~10 ms before they sleep
       (`specialist.openmp`), 58 recorded benchmark calls took ~30% less time on 2 decoding threads than on
-      1, with identical tokens; with threads that sleep at once, 2 were ~40% slower than 1.
+      1, with identical tokens; with threads that sleep at once, 2 were ~40% slower than 1. Every call of
+      every model runs on the process's one llama.cpp thread (`engine_thread`), so a second model or a
+      pool of calling threads adds no OpenMP team.
     - **Speculative decoding with prompt lookup:** each step evaluates the next token together with a draft
       of up to `draft_tokens` tokens guessed from the context (`lookup_draft`) in one batch, and keeps the
       draft tokens that are the batch's own greedy choices: greedy decoding in fewer passes over the
