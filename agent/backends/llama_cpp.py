@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -16,11 +17,19 @@ from agent.tool_format import END_OF_TURN, chat_messages, chatml, parse_reply
 from specialist.errors import ModelUnavailable
 from specialist.openmp import configure_openmp, libgomp_loaded, threads_sleep, threads_spin_first
 
+log = logging.getLogger(__name__)
+
+
+_LOAD_LOCK = threading.Lock()
+_repack_on_load = False  # what `patched_llama`'s default parameters say while `load_llama` holds _LOAD_LOCK
+
 
 def patched_llama() -> Any:
-    """llama_cpp.Llama with llama.cpp's extra weight buffers (AMX repacking) off.
+    """llama_cpp.Llama whose models load without llama.cpp's extra weight buffers (repacked weights, AMX
+    tiles) unless `load_llama` asks for them.
 
-    With them on, decoding crashes (SIGSEGV) on this machine's AMX CPU with llama-cpp-python 0.3.36.
+    A llama-cpp-python built by GCC 12 without `ggml_amx_fix.h` crashes (SIGSEGV) in its AMX kernels on
+    the first prompt, so repacking is opted into per model, where `repacking_works` saw it run.
     """
     import llama_cpp.llama_cpp as lib
     from llama_cpp import Llama
@@ -28,14 +37,77 @@ def patched_llama() -> Any:
     if not getattr(lib, "_specialist_patched", False):
         default = lib.llama_model_default_params
 
-        def without_extra_buffers() -> Any:
+        def params_as_asked() -> Any:
             params = default()
-            params.use_extra_bufts = False
+            params.use_extra_bufts = _repack_on_load
             return params
 
-        lib.llama_model_default_params = without_extra_buffers
+        lib.llama_model_default_params = params_as_asked
         lib._specialist_patched = True  # type: ignore[attr-defined]
     return Llama
+
+
+def load_llama(gguf: Path, *, repack: bool, **kwargs: Any) -> Any:
+    """A llama_cpp.Llama on `gguf`, with its weights repacked for this CPU's fastest kernels or not."""
+    global _repack_on_load
+    Llama = patched_llama()
+    with _LOAD_LOCK:
+        _repack_on_load = repack
+        try:
+            return Llama(model_path=str(gguf), verbose=False, **kwargs)
+        finally:
+            _repack_on_load = False
+
+
+# Run in a child process by `repacking_works`: the last-token logits of one prompt, with the weights
+# repacked and without; exit 0 when they agree, 3 when they do not (a crash exits by its signal).
+_REPACK_PROBE = """
+import sys
+import numpy as np
+from agent.backends.llama_cpp import load_llama
+
+def logits(repack):
+    llm = load_llama(sys.argv[1], repack=repack, n_ctx=512, n_threads=1, n_threads_batch=2)
+    tokens = llm.tokenize(sys.argv[2].encode(), add_bos=False)
+    llm.eval(tokens[:-1])  # a prompt batch
+    llm.eval(tokens[-1:])  # and one decoding step
+    return np.array(np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)))
+
+repacked, plain = logits(True), logits(False)
+agree = repacked.argmax() == plain.argmax() and np.corrcoef(repacked, plain)[0, 1] > 0.99
+sys.exit(0 if agree else 3)
+"""
+_PROBE_TEXT = (
+    "Customer: I want to return the wall clock from order #W6067464 (item 8917609800) to my credit card. "
+    "Agent: Order #W6067464 was delivered, so the wall clock can be returned. The refund of $195.59 goes to"
+)
+_repacking_verdicts: dict[str, bool] = {}
+
+
+def repacking_works(gguf: Path, *, timeout_s: float = 180.0) -> bool:
+    """Whether llama.cpp runs this model with repacked weights here, and agrees with its plain kernels.
+
+    Checked once per file and process, in a child process, because a faulty build crashes rather than
+    raising: llama-cpp-python built by GCC 12 without `ggml_amx_fix.h` (see the Makefile) dies in its AMX
+    kernels. Plain kernels are the fallback; the verdict is logged.
+    """
+    import subprocess
+    import sys
+
+    key = str(Path(gguf).resolve())
+    if key not in _repacking_verdicts:
+        try:
+            child = subprocess.run(
+                [sys.executable, "-c", _REPACK_PROBE, key, _PROBE_TEXT],
+                capture_output=True,
+                timeout=timeout_s,
+            )
+            code: int | str = child.returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+        _repacking_verdicts[key] = code == 0
+        log.info("llama.cpp weight repacking for %s: %s (probe exit %s)", key, code == 0, code)
+    return _repacking_verdicts[key]
 
 
 _ENGINE_THREAD: ThreadPoolExecutor | None = None
@@ -229,6 +301,8 @@ class LlamaCppChatModel:
         self._n_ctx = n_ctx
         self.draft_tokens = tuned["draft_tokens"]
         self.shift_history = tuned["shift_history"]
+        self.repack_weights = tuned["repack_weights"]
+        self.repacked = False  # whether the loaded weights are repacked (`_load`)
         self._lock = threading.Lock()
         self._closed = False
         self.reused_tokens = 0
@@ -261,15 +335,21 @@ class LlamaCppChatModel:
         for path in (gguf, lora):
             if path is not None and not path.exists():
                 raise ModelUnavailable(f"model file missing: {path}")
-        Llama = patched_llama()
-        return Llama(
-            model_path=str(gguf),
+        if self.repack_weights == "auto":
+            # a run-time LoRA stays on the plain kernels: with it, repacking made a prompt 2.2x slower here
+            repack = lora is None and repacking_works(gguf)
+        else:
+            repack = self.repack_weights == "on"
+        llm = load_llama(
+            gguf,
+            repack=repack,
             lora_path=str(lora) if lora else None,
             n_ctx=self._n_ctx,
             n_threads=1,
             n_threads_batch=self._threads,
-            verbose=False,
         )
+        self.repacked = repack
+        return llm
 
     def reload(self, record: dict[str, Any]) -> None:
         """Swap in another live model without restarting."""
