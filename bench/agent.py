@@ -629,6 +629,9 @@ def main() -> None:
             teacher=teacher,
             questions=UNANSWERABLE[: args.questions],
         )
+        repacked = getattr(teacher, "repacked", None)  # the llama.cpp engine: AMX kernels where repacked
+        if repacked is not None:
+            results[name]["repacked_weights"] = bool(repacked)
         closer = getattr(teacher, "close", None)  # the model's weights are not needed any more
         if callable(closer):
             closer()
