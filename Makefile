@@ -27,8 +27,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt $(AMX_FIX)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==2.13.0
 	test -n "$(LLAMA_WHEEL)" || CMAKE_ARGS="-DCMAKE_CXX_FLAGS=-include$(CURDIR)/$(AMX_FIX)" \
-	  $(PIP) wheel -q --disable-pip-version-check --no-deps --no-cache-dir -w $(LLAMA_WHEELS) \
-	  llama-cpp-python==$(LLAMA_CPP_VERSION)
+	  $(PIP) wheel -q --disable-pip-version-check --no-deps --no-cache-dir --no-binary llama-cpp-python \
+	  -w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PIP) install -q --disable-pip-version-check --no-deps --force-reinstall \
 	  $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
