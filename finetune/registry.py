@@ -284,7 +284,10 @@ class ModelRegistry:
 
         `serving=False` (listings, checks) names it without deriving the files that serve it.
         """
-        history = self._history()
+        return self._live_after(self._history(), serving=serving)
+
+    def _live_after(self, history: list[dict[str, Any]], *, serving: bool = True) -> dict[str, Any]:
+        """The record that is live when `history` holds these promotions (none: the committed default)."""
         # the serving GGUFs are (re)derived, never trusted from the history: a cleared cache converts again
         if not history:
             return default_record(self.gguf_dir, serving=serving, **self._types())
@@ -350,11 +353,9 @@ class ModelRegistry:
         the one `rollback` would restore is served from; each is derived again if it is ever needed. A
         running server keeps reading a file it has open. Returns the deleted files."""
         history = self._history()
-        keep_records = [self.live()]
-        if len(history) > 1:
-            keep_records.append(serving_record(dict(history[-2]), self.gguf_dir, **self._types()))
-        elif history:
-            keep_records.append(default_record(self.gguf_dir, serving=True, **self._types()))
+        keep_records = [self._live_after(history)]
+        if history:
+            keep_records.append(self._live_after(history[:-1]))  # what `rollback` restores
         keep = {
             Path(record[key]).resolve()
             for record in keep_records
