@@ -170,12 +170,7 @@ def looping(tokens: Sequence[int], *, span: int = 30, max_period: int = 10) -> b
     A small model sometimes loops ("0000...", "Yoga Mat, T-Shirt, Yoga Mat, T-Shirt, ..."); nothing it
     writes after that is usable, so decoding stops there instead of running to `max_new_tokens`.
     """
-    if len(tokens) < span:
-        return False
-    tail = list(tokens[-span:])
-    return any(
-        all(tail[i] == tail[i - period] for i in range(period, span)) for period in range(1, max_period + 1)
-    )
+    return loop_start(tokens, span=span, max_period=max_period) < len(tokens)
 
 
 TEXT_PROBE_TOKENS = 6  # enough tokens to tell a "<tool_call>" from text
