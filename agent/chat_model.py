@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from agent.choices import Choices
 
 Role = Literal["system", "user", "assistant", "tool"]
 ToolSpec = dict[str, Any]  # OpenAI function-tool schema: {"type": "function", "function": {...}}
@@ -85,8 +88,11 @@ class ChatModel(Protocol):
 
     name: str
 
-    def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
-        """Answer the conversation so far with a reply or tool calls."""
+    def complete(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = (), choices: Choices | None = None
+    ) -> ChatReply:
+        """Answer the conversation so far with a reply or tool calls (within `choices` when given: the
+        actions possible now, `agent.choices`)."""
         ...
 
     def stream(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> Iterator[str]:
@@ -103,10 +109,15 @@ class ScriptedChatModel:
         self._script = list(script or [])
         self._policy = policy
         self.calls: list[list[ChatMessage]] = []
+        self.choices: list[Choices | None] = []
 
-    def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
-        """Return the next scripted reply (or the policy's answer)."""
+    def complete(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = (), choices: Choices | None = None
+    ) -> ChatReply:
+        """Return the next scripted reply (or the policy's answer); `choices` are recorded, not obeyed (the
+        graph checks every call against them, which is what agent tests exercise)."""
         self.calls.append(list(messages))
+        self.choices.append(choices)
         if self._policy is not None:
             reply: ChatReply = self._policy(list(messages), list(tools))
             return reply

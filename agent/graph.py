@@ -1,9 +1,12 @@
-"""The support agent's LangGraph `StateGraph`: the model proposes, the graph decides what is allowed.
+"""The support agent's LangGraph `StateGraph`: the graph says what is possible, the model chooses.
 
 intake -> decide -> (tools -> decide)* -> guard -> reply
+                 -> tools (search_policies) -> guard: the answer composed from the passages
                  -> gate (a write) -> reply (details + "reply yes")  |  execute (confirmed) -> decide
                  -> handoff -> reply
-The graph, not the model, checks identity, confirmation, idempotency, refund approval and groundedness.
+At each model step `agent.choices` derives the actions possible now and each argument's values; the model's
+output is constrained to them (`agent.decoding`). The graph, not the model, checks identity, confirmation,
+idempotency, refund approval and groundedness, and says the customer-facing lines itself.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from agent import prompts
+from agent import choices, prompts
 from agent.chat_model import ChatMessage, ChatModel, ChatReply, ToolCall
 from agent.confirmation import action_key, details_listed, is_explicit_yes
 from agent.grounding import Source, check_reply
@@ -74,6 +77,7 @@ class AgentState(TypedDict, total=False):
     steps: int
     draft: str
     proposal: dict[str, Any] | None  # the model's current tool call
+    invalid_calls: int  # calls outside `agent.choices` (only a backend that ignores them can make one)
 
 
 @dataclass
@@ -88,6 +92,7 @@ class AgentContext:
     records: AgentRecords
     settings: AgentSettings
     phrasing_model: ChatModel | None = None
+    answerer: Any = None  # agent.answers.PolicyAnswerer: policy answers composed from the passages
 
 
 def _emit(kind: str, **data: Any) -> None:
@@ -146,109 +151,7 @@ def intake(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         update["pending"] = None
     if _OFF_TOPIC.search(text) and not _ON_TOPIC.search(text):
         return {**update, "draft": prompts.OFF_TOPIC}
-    if not state.get("user_id") and not token_user:
-        update["messages"] += _identify_from_text(state, ctx, text, update)
-    update["messages"] += _prefetch_orders(state, ctx, text, update)
     return update
-
-
-_ORDER_ID = re.compile(r"#W\d{4,}")
-
-
-def _prefetch_orders(state: AgentState, ctx: AgentContext, text: str, update: dict[str, Any]) -> list[Any]:
-    """Look up the orders the customer's message names, within their authorization, as the model would.
-
-    The results (or the refusal, for an order that is not theirs) go into the history like any lookup, so
-    the model decides from the facts and does not have to copy an id into a call first."""
-    user_id = update.get("user_id") or state.get("user_id")
-    if not user_id or ctx.settings.prefetch_orders == 0:
-        return []
-    history = [*state.get("messages", []), *update["messages"]]
-    toolbox = _tools({**state, "messages": history, "user_id": user_id}, ctx)
-    added: list[Any] = []
-    unknown: list[str] = []
-    named = list(dict.fromkeys(_ORDER_ID.findall(text)))[: ctx.settings.prefetch_orders]
-    for order_id in named:
-        outcome, messages = _lookup(toolbox, "get_order_details", "order_id", order_id, len(history))
-        added += messages
-        if outcome.ok:
-            added += _prefetch_products(toolbox, ctx, text, outcome.content, len(history) + len(added))
-        elif outcome.error == "NotFound":
-            unknown.append(order_id)
-    if named and unknown == named:
-        # None of the orders named is this customer's (or exists): the answer is the graph's, whatever the
-        # model would make of the refusals (it used to echo their wording); the customer can correct the id.
-        update["draft"] = prompts.orders_not_found(unknown)
-    return added
-
-
-def _lookup(
-    toolbox: SupportTools, tool: str, key: str, value: str, position: int
-) -> tuple[ToolOutcome, list[dict[str, Any]]]:
-    """A read the graph makes itself: run it, stream it, and return it as a call + result for the history."""
-    digest = hashlib.sha256(f"{position}:{value}".encode()).hexdigest()[:8]
-    call = {"name": tool, "arguments": {key: value}, "id": f"lookup_{digest}"}
-    _emit("tool_start", name=call["name"], arguments=call["arguments"])
-    outcome = _run_read(toolbox, call)
-    _emit("tool_end", name=call["name"], ok=outcome.ok, content=outcome.content[:2000])
-    return outcome, [_call_message(call), _tool_message(call, outcome.content)]
-
-
-_NOT_A_SWAP = re.compile(r"\b(return|refund|send (?:it )?back|cancel)", re.IGNORECASE)
-
-
-def _prefetch_products(
-    toolbox: SupportTools, ctx: AgentContext, text: str, order_json: str, position: int
-) -> list[Any]:
-    """For an exchange or item change, look up the product of the first item of the order the customer names.
-
-    The new item id must come from that product's variants; the model would fetch it first (one more call
-    of ~40 tokens and a re-read prompt), exactly as the transcripts it learned from do."""
-    if ctx.settings.prefetch_products == 0 or _NOT_A_SWAP.search(text):
-        return []
-    try:
-        items = json.loads(order_json).get("items") or []
-    except (ValueError, AttributeError):
-        return []
-    low = text.lower()
-    named = [
-        i for i in items if isinstance(i, dict) and str(i.get("name", "")).lower() in low and i.get("name")
-    ]
-    added: list[Any] = []
-    for product_id in list(dict.fromkeys(str(i["product_id"]) for i in named))[
-        : ctx.settings.prefetch_products
-    ]:
-        added += _lookup(toolbox, "get_product_details", "product_id", product_id, position)[1]
-    return added
-
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+\w")
-_NAME = re.compile(r"(?:name is|i'm|i am|this is)\s+([A-Z][a-z]+)\s+([A-Z][a-z]+)", re.IGNORECASE)
-_ZIP = re.compile(r"\b(\d{5})\b")
-
-
-def _identify_from_text(state: AgentState, ctx: AgentContext, text: str, update: dict[str, Any]) -> list[Any]:
-    """The policy's identification step done by the graph when the customer gives email or name + zip."""
-    email, name, zip_code = _EMAIL.search(text), _NAME.search(text), _ZIP.search(text)
-    call: dict[str, Any]
-    if email:
-        call = {"name": "find_user_id_by_email", "arguments": {"email": email.group(0)}}
-    elif name and zip_code:
-        args = {"first_name": name.group(1), "last_name": name.group(2), "zip": zip_code.group(1)}
-        call = {"name": "find_user_id_by_name_zip", "arguments": args}
-    else:
-        return []
-    call["id"] = "identify_" + hashlib.sha256(text.encode()).hexdigest()[:8]
-    toolbox = _tools(
-        {**state, "messages": [*state.get("messages", []), {"role": "user", "content": text}]}, ctx
-    )
-    outcome = toolbox.run(call["name"], call["arguments"])
-    if not outcome.ok:
-        return []  # the model asks again or tries itself; nothing is bound
-    _emit("tool_start", name=call["name"], arguments=call["arguments"])
-    _emit("tool_end", name=call["name"], ok=True, content=outcome.content)
-    update["user_id"] = toolbox.session.user_id
-    return [_call_message(call), _tool_message(call, outcome.content)]
 
 
 def route_next(state: AgentState) -> Literal["decide", "execute", "reply"]:
@@ -263,29 +166,58 @@ def route_next(state: AgentState) -> Literal["decide", "execute", "reply"]:
 
 
 def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
-    """Ask the behaviour model for the next step: one tool call or a reply."""
+    """Ask the behaviour model for the next step, chosen within what is possible now (`agent.choices`)."""
     ctx = runtime.context
     steps = state.get("steps", 0) + 1
     if steps > ctx.settings.max_steps_per_turn:
         return {"steps": steps, "draft": prompts.TOO_MANY_STEPS, "proposal": None}
+    history = state.get("messages", [])
+    matcher = ctx.settings.variant_choice == "matcher"
+    possible = choices.derive(history, user_id=state.get("user_id"), variant_matcher=matcher)
     messages = [ChatMessage(role="system", content=prompts.system_prompt())]
-    messages += [ChatMessage.from_openai(m) for m in state.get("messages", [])]
+    messages += [ChatMessage.from_openai(m) for m in history]
     try:
-        reply: ChatReply = ctx.model.complete(messages, TOOL_SPECS)
+        reply: ChatReply = ctx.model.complete(messages, TOOL_SPECS, possible)
     except Exception as exc:  # a backend failure must not end the conversation
         _emit("error", message=f"model failed: {type(exc).__name__}")
         return {"steps": steps, "draft": prompts.TOOL_FAILED, "proposal": None}
     if reply.tool_calls:
         call = reply.tool_calls[0]
-        call_id = (
-            call.id or "call_" + hashlib.sha256(f"{len(state.get('messages', []))}".encode()).hexdigest()[:8]
-        )
-        if _repeats(state.get("messages", []), call) >= 2:
-            # A small model can loop on one call; a third identical call in one turn adds nothing.
-            return {"steps": steps, "proposal": None, "draft": prompts.TOO_MANY_STEPS}
+        call_id = call.id or "call_" + hashlib.sha256(f"{len(history)}:{call.name}".encode()).hexdigest()[:8]
         proposal = {"name": call.name, "arguments": call.arguments, "id": call_id}
+        if not possible.admits(call):
+            # Impossible for the constrained backends; a backend that ignores `choices` is refused here.
+            _emit("invalid_call", name=call.name, arguments=call.arguments)
+            _emit("tool_start", name=call.name, arguments=call.arguments)
+            _emit("tool_end", name=call.name, ok=False, content=prompts.not_possible(call.name))
+            return {
+                "steps": steps,
+                "proposal": None,
+                "draft": "",
+                "invalid_calls": state.get("invalid_calls", 0) + 1,
+                "messages": [
+                    _call_message(proposal),
+                    _tool_message(proposal, prompts.not_possible(call.name)),
+                ],
+            }
         return {"steps": steps, "proposal": proposal, "draft": ""}
-    return {"steps": steps, "proposal": None, "draft": reply.text.strip() or prompts.NO_INFORMATION}
+    return {"steps": steps, "proposal": None, "draft": _reply_text(state, possible, reply.text)}
+
+
+def _reply_text(state: AgentState, possible: choices.Choices, text: str) -> str:
+    """The reply the customer gets when the model chose to reply: the graph's own words where the state
+    decides them (identification, a write's outcome), else the model's short text (checked by the guard)."""
+    history = state.get("messages", [])
+    if not state.get("user_id") and not choices.read_facts(history).user_id:
+        return prompts.IDENTIFY_FIRST
+    if not possible.reply_text:
+        done = next((m for m in reversed(history) if m["role"] == "tool"), None)
+        if done is not None and done.get("name") in WRITE_TOOLS:
+            try:
+                return prompts.write_done(str(done["name"]), json.loads(done["content"]))
+            except (ValueError, TypeError):
+                pass
+    return text.strip() or prompts.NO_INFORMATION
 
 
 def _this_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -294,21 +226,11 @@ def _this_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return messages[last_user + 1 :]
 
 
-def _repeats(messages: list[dict[str, Any]], call: ToolCall) -> int:
-    """How often this exact read call was already made since the customer's last message."""
-    count = 0
-    for message in _this_turn(messages):
-        for made in ChatMessage.from_openai(message).tool_calls if message.get("tool_calls") else []:
-            if made.name == call.name and made.arguments == call.arguments and call.name not in WRITE_TOOLS:
-                count += 1
-    return count
-
-
-def route_decide(state: AgentState) -> Literal["tools", "gate", "handoff", "guard"]:
+def route_decide(state: AgentState) -> Literal["tools", "gate", "handoff", "guard", "decide"]:
     """Where the model's proposal goes."""
     proposal = state.get("proposal")
     if not proposal:
-        return "guard"
+        return "guard" if state.get("draft") else "decide"
     if proposal["name"] in WRITE_TOOLS:
         return "gate"
     if proposal["name"] == "transfer_to_human_agents":
@@ -343,7 +265,32 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         update["user_id"] = toolbox.session.user_id
     _emit("tool_end", name=call["name"], ok=outcome.ok, content=content[:2000])
     update["messages"] = [_call_message(call), _tool_message(call, content)]
+    if call["name"] == "get_order_details" and outcome.error == "NotFound":
+        # not this customer's order, or none: the graph's answer, the same either way (never confirms that
+        # another customer's order exists); the customer can correct the id
+        update["draft"] = prompts.orders_not_found([str(call["arguments"].get("order_id", ""))])
+    elif call["name"] == "search_policies":
+        update["draft"] = _policy_answer(ctx, str(call["arguments"].get("query", "")), content)
     return update
+
+
+def _policy_answer(ctx: AgentContext, question: str, shown: str) -> str:
+    """The answer to a policy question, composed by the graph from the passages just found (cited), or the
+    honest line when none supports an answer (`agent.answers`, threshold measured on a labelled set)."""
+    if ctx.answerer is None:
+        return prompts.NO_INFORMATION
+    try:
+        passages = json.loads(shown)
+    except ValueError:
+        return prompts.NO_INFORMATION
+    answer = ctx.answerer.answer(question, passages) if passages else None
+    return answer.text if answer is not None else prompts.NO_INFORMATION
+
+
+def route_tools(state: AgentState) -> Literal["decide", "guard"]:
+    """A read's result goes back to the model, unless the graph answered from it (a policy answer, an order
+    that is not the customer's)."""
+    return "guard" if state.get("draft") else "decide"
 
 
 def _run_read(toolbox: SupportTools, call: dict[str, Any]) -> ToolOutcome:
@@ -450,13 +397,13 @@ def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     except Exception as exc:  # the write's transaction rolled back; say so plainly
         content, ok = _crashed(call["name"], exc), False
     _emit("tool_end", name=call["name"], ok=ok, content=content[:2000])
-    # The outcome is said by the graph, from the result itself: exact, and one model call fewer.
-    text = prompts.write_done(call["name"], result) if ok else prompts.write_failed(content)
-    return {
-        "pending": None,
-        "draft": text,
-        "messages": [_call_message(call), _tool_message(call, content), _assistant(text)],
-    }
+    done = [_call_message(call), _tool_message(call, content)]
+    if ok:
+        # The model goes on with the rest of the customer's request (another write, or a reply, which the
+        # graph then says from the result itself: `_reply_text`).
+        return {"pending": None, "messages": done}
+    text = prompts.write_failed(content)
+    return {"pending": None, "draft": text, "messages": [*done, _assistant(text)]}
 
 
 def _crashed(tool: str, exc: Exception) -> str:
@@ -559,7 +506,7 @@ def build_graph() -> StateGraph[AgentState, AgentContext, AgentState, AgentState
     graph.add_edge(START, "intake")
     graph.add_conditional_edges("intake", route_next)
     graph.add_conditional_edges("decide", route_decide)
-    graph.add_edge("tools", "decide")
+    graph.add_conditional_edges("tools", route_tools)
     graph.add_conditional_edges("gate", route_next)
     graph.add_conditional_edges("execute", route_next)
     graph.add_edge("handoff", "reply")

@@ -56,6 +56,11 @@ def orders_not_found(order_ids: list[str]) -> str:
     )
 
 
+def not_possible(tool: str) -> str:
+    """The tool message for a call outside what is possible now (a backend that ignored the choices)."""
+    return f"Error: {tool} with these arguments is not possible now; nothing was done."
+
+
 def too_long(limit: int) -> str:
     """The reply to a message over the size limit."""
     return f"Your message is too long (over {limit} characters); please shorten it."

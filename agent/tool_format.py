@@ -18,7 +18,7 @@ from agent.chat_model import ChatMessage, ToolCall, ToolSpec
 
 TOOL_CALL_RE = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 TOOL_RESULT_CHARS = 800
-HISTORY_CHARS = 2000
+HISTORY_CHARS = 3000
 # Old history is dropped a page at a time, so the prompt's start stays put while a conversation grows by
 # less than a page, and the in-process engine reuses its KV cache instead of re-reading the whole prompt.
 # A store record is up to 800 characters, so a 600-character page moved the cut on almost every call of a
@@ -200,7 +200,22 @@ def chat_messages(
     kept = _paged(rendered, history_chars, page) if page > 0 else _newest(rendered, history_chars)
     while len(kept) > 1 and kept[0]["role"] == "tool":
         kept.pop(0)
-    return [{"role": "system", "content": system_text(system_prompt, tools)}, *kept]
+    return [{"role": "system", "content": system_text(system_prompt, tools)}, *_pin_request(rendered, kept)]
+
+
+def _pin_request(rendered: list[dict[str, str]], kept: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The kept history, led by the customer's request when the cut dropped it: every later step (the
+    lookups, the proposals) depends on what was asked. The request is the last customer message that is
+    not a plain yes."""
+    from agent.confirmation import is_explicit_yes
+
+    dropped = rendered[: len(rendered) - len(kept)]
+    if any(m["role"] == "user" and not is_explicit_yes(m["content"]) for m in kept):
+        return kept
+    request = next(
+        (m for m in reversed(dropped) if m["role"] == "user" and not is_explicit_yes(m["content"])), None
+    )
+    return [request, *kept] if request is not None else kept
 
 
 def _newest(rendered: list[dict[str, str]], limit: int) -> list[dict[str, str]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.chat_model import ChatMessage, ChatModel, ChatReply
+from agent.chat_model import ChatMessage, ChatModel, ChatReply, ToolCall
 from finetune.dataset import GRAPH_STEP, step_action, step_category
 from finetune.transcripts import read_transcripts
 
@@ -201,4 +201,227 @@ def summarize(name: str, results: Sequence[StepResult]) -> EvalReport:
             for r in results
             if not r.correct
         ][:50],
+    )
+
+
+# --- the dev replays (real-style tasks), in the graph's convention, scored with constrained decisions ------
+
+
+def _replay_call(message: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for raw in message.get("tool_calls") or []:
+        fn = raw.get("function", raw)
+        args = fn.get("arguments") or "{}"
+        out.append({"name": fn["name"], "arguments": json.loads(args) if isinstance(args, str) else args})
+    return out
+
+
+def _call_msg(call: dict[str, Any], call_id: str) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+            }
+        ],
+    }
+
+
+def replay_conversation(replay: dict[str, Any]) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """A dev replay as the graph would hold it, with the model's steps: (history before the step, gold call).
+
+    The replay's listing of a write becomes the model's write proposal (the graph lists it itself); the write
+    after the customer's yes is the graph's execution, preceded by its proposal, the "not done yet" tool
+    message, the graph's listing and the yes. Several writes after one yes are proposed one after another."""
+    from agent import prompts
+    from agent.tool_specs import WRITE_TOOLS
+
+    history: list[dict[str, Any]] = []
+    steps: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
+    messages = [m for m in replay["messages"] if m["role"] != "system"]
+    results: dict[str, str] = {}
+    for m in messages:
+        if m["role"] == "tool":
+            results[str(m.get("tool_call_id"))] = m.get("content") or ""
+    n = 0
+    i = 0
+    while i < len(messages):
+        m = messages[i]
+        if m["role"] == "user":
+            history.append({"role": "user", "content": m["content"]})
+        elif m["role"] == "assistant" and m.get("tool_calls"):
+            for raw, call in zip(m["tool_calls"], _replay_call(m), strict=True):
+                n += 1
+                call_id = f"call_{n}"
+                result = results.get(str(raw.get("id")), "")
+                if call["name"] in WRITE_TOOLS:
+                    steps.append((list(history), call))
+                    history += [
+                        _call_msg(call, call_id),
+                        {
+                            "role": "tool",
+                            "content": prompts.PENDING_CONFIRMATION,
+                            "tool_call_id": call_id,
+                            "name": call["name"],
+                        },
+                        {
+                            "role": "assistant",
+                            "content": prompts.write_details(call["name"], call["arguments"]),
+                        },
+                        {"role": "user", "content": "yes"},
+                    ]
+                    n += 1
+                    call_id = f"call_{n}"
+                else:
+                    steps.append((list(history), call))
+                history += [
+                    _call_msg(call, call_id),
+                    {"role": "tool", "content": result, "tool_call_id": call_id, "name": call["name"]},
+                ]
+            # the customer's yes to the replay's own listing is already in the history
+            if i + 1 < len(messages) and messages[i + 1]["role"] == "tool":
+                while i + 1 < len(messages) and messages[i + 1]["role"] == "tool":
+                    i += 1
+        elif m["role"] == "assistant":
+            following = messages[i + 1 : i + 3]
+            writes_next = (
+                len(following) == 2
+                and following[0]["role"] == "user"
+                and any(c["name"] in WRITE_TOOLS for c in _replay_call(following[1]))
+            )
+            if writes_next:
+                i += 2  # the listing and the yes: the graph's, made when the write is proposed
+                continue
+            history.append({"role": "assistant", "content": m.get("content") or ""})
+        i += 1
+    return steps
+
+
+def replay_steps(path: Path, *, limit: int | None = None) -> list[Step]:
+    """The model's steps of the dev replays (gold tool calls, write proposals included)."""
+    from agent.tool_specs import TOOL_SPECS
+
+    steps: list[Step] = []
+    with path.open() as fh:
+        replays = [json.loads(line) for line in fh if line.strip()]
+    for replay in replays[:limit] if limit else replays:
+        for index, (history, call) in enumerate(replay_conversation(replay)):
+            gold = {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [
+                    {
+                        "type": "function",
+                        "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+                    }
+                ],
+            }
+            prompt = [ChatMessage.from_openai(m) for m in history]
+            category = "write" if call["name"] in _write_tools() else "lookup"
+            steps.append(Step(str(replay.get("id")), index, category, prompt, gold, list(TOOL_SPECS)))
+    return steps
+
+
+def _write_tools() -> frozenset[str]:
+    from agent.tool_specs import WRITE_TOOLS
+
+    return WRITE_TOOLS
+
+
+def _pairs(args: dict[str, Any]) -> list[tuple[Any, Any]]:
+    items = args.get("item_ids") or []
+    return sorted(zip(items, args.get("new_item_ids") or items, strict=False))
+
+
+def same_arguments(got: dict[str, Any], want: dict[str, Any]) -> bool:
+    """Exact match of arguments; item lists compare as sets of (item, new item) pairs (their order in the
+    call does not change what the write does)."""
+    if set(got) != set(want):
+        return False
+    if "item_ids" in want:
+        rest = {k for k in want if k not in ("item_ids", "new_item_ids")}
+        return _pairs(got) == _pairs(want) and all(got[k] == want[k] for k in rest)
+    return got == want
+
+
+@dataclass
+class ConstrainedReport:
+    """Teacher-forced scores of constrained decisions on gold steps."""
+
+    model: str
+    n: int
+    next_action_acc: float
+    arg_exact: float
+    reachable: float  # share of gold calls that `agent.choices` allows (the ceiling of both scores)
+    invalid_calls: int
+    seconds_per_step: float
+    per_tool: dict[str, dict[str, float]] = field(default_factory=dict)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready report."""
+        return dict(self.__dict__)
+
+
+def evaluate_constrained(
+    model: ChatModel, steps: Sequence[Step], *, variant_matcher: bool = True
+) -> ConstrainedReport:
+    """Each gold step predicted as the graph would ask for it: within `agent.choices` of its history."""
+    import time
+
+    from agent.choices import derive
+    from agent.prompts import system_prompt
+
+    hits = exact = reachable = invalid = 0
+    per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    errors: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    for step in steps:
+        history = [m.to_openai() for m in step.prompt]
+        possible = derive(history, variant_matcher=variant_matcher)
+        want = _replay_call(step.gold)[0]
+        gold_call = ToolCall(want["name"], want["arguments"])
+        reachable += possible.admits(gold_call)
+        prompt = [ChatMessage(role="system", content=system_prompt()), *step.prompt]
+        reply = model.complete(prompt, step.tools, possible)
+        got = reply.tool_calls[0] if reply.tool_calls else None
+        if got is not None and not possible.admits(got):
+            invalid += 1
+        hit = got is not None and got.name == want["name"]
+        ok = hit and got is not None and same_arguments(got.arguments, want["arguments"])
+        hits += hit
+        exact += ok
+        row = per[want["name"]]
+        row[0] += 1
+        row[1] += hit
+        row[2] += ok
+        if not ok and len(errors) < 80:
+            errors.append(
+                {
+                    "conversation": step.conversation_id,
+                    "step": step.index,
+                    "gold": want,
+                    "predicted": {"name": got.name, "arguments": got.arguments}
+                    if got
+                    else {"reply": reply.text[:80]},
+                    "reachable": possible.admits(gold_call),
+                }
+            )
+    n = len(steps)
+    return ConstrainedReport(
+        model=getattr(model, "name", "model"),
+        n=n,
+        next_action_acc=_ratio(hits, n),
+        arg_exact=_ratio(exact, n),
+        reachable=_ratio(reachable, n),
+        invalid_calls=invalid,
+        seconds_per_step=(time.perf_counter() - start) / n if n else 0.0,
+        per_tool={
+            k: {"n": v[0], "acc": _ratio(v[1], v[0]), "arg_exact": _ratio(v[2], v[0])}
+            for k, v in sorted(per.items())
+        },
+        errors=errors,
     )

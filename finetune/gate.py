@@ -10,7 +10,15 @@ from typing import Any
 
 from agent.chat_model import ChatModel
 from finetune.dataset import content_hash
-from finetune.evaluate import EvalReport, Step, evaluate, steps_of
+from finetune.evaluate import (
+    ConstrainedReport,
+    EvalReport,
+    Step,
+    evaluate,
+    evaluate_constrained,
+    replay_steps,
+    steps_of,
+)
 
 
 @dataclass(frozen=True)
@@ -78,13 +86,49 @@ def run_gate(
     limit: int | None = None,
     steps: list[Step] | None = None,
 ) -> GateResult:
-    """Evaluate base and candidate on the same held-out steps and decide."""
+    """Evaluate base and candidate on the same held-out steps and decide.
+
+    On dev replays (real-style tasks, `is_replay_file`) both models choose within `agent.choices`, as they
+    do when serving; validity is then the share of calls inside the choices. Synthesized transcripts are
+    scored on free generation, as before."""
     thresholds = thresholds or GateThresholds()
+    if steps is None and is_replay_file(data):
+        replays = replay_steps(data, limit=limit)
+        base_report = as_eval_report(evaluate_constrained(base, replays))
+        cand_report = as_eval_report(evaluate_constrained(candidate, replays))
+        passed, reason = decide(base_report, cand_report, thresholds)
+        return GateResult(passed, reason, base_report, cand_report, thresholds, content_hash(data))
     steps = steps if steps is not None else steps_of(data, limit=limit)
     base_report = evaluate(base, steps)
     cand_report = evaluate(candidate, steps)
     passed, reason = decide(base_report, cand_report, thresholds)
     return GateResult(passed, reason, base_report, cand_report, thresholds, content_hash(data))
+
+
+def is_replay_file(path: Path) -> bool:
+    """Whether a JSONL file holds dev replays (records with a `task_id` and a system message first)."""
+    with path.open() as fh:
+        first = fh.readline()
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "task_id" in record and bool(record.get("messages"))
+
+
+def as_eval_report(report: ConstrainedReport) -> EvalReport:
+    """A constrained report in the gate's shape (per tool as the categories)."""
+    return EvalReport(
+        model=report.model,
+        n=report.n,
+        next_action_acc=report.next_action_acc,
+        arg_exact=report.arg_exact,
+        valid_rate=1.0 - report.invalid_calls / report.n if report.n else 0.0,
+        refusal_acc=None,
+        handoff_acc=report.per_tool.get("transfer_to_human_agents", {}).get("acc"),
+        per_category={k: {"n": v["n"], "acc": v["acc"]} for k, v in report.per_tool.items()},
+        errors=report.errors[:50],
+    )
 
 
 def write_report(result: GateResult, out_dir: Path) -> Path:

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from agent.chat_model import ChatMessage, ChatModel, ChatReply, ToolSpec
+from agent.choices import Choices
 from serve.breaker import BackendBreaker, note_turn_failure
 from serve.metrics import Metrics
 from specialist.errors import BackendUnavailable, KnowledgeBaseUnavailable, ModelUnavailable
@@ -68,11 +69,13 @@ class MeteredChatModel:
     def name(self, value: str) -> None:
         self.inner.name = value
 
-    def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
+    def complete(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = (), choices: Choices | None = None
+    ) -> ChatReply:
         """One model call, timed and counted; a backend failure marks the model down."""
         start = time.perf_counter()
         try:
-            reply = self.inner.complete(messages, tools)
+            reply = self.inner.complete(messages, tools, choices)
         except BackendUnavailable as exc:
             self._failed(exc)
             raise

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Unpack
 
 from agent.chat_model import ChatMessage, ChatReply, ToolSpec
+from agent.choices import Choices
+from agent.decoding import Trace, choose
 from agent.settings import EngineOptions, ModelSettings
 from agent.tool_format import END_OF_TURN, chat_messages, chatml, parse_reply
 from specialist.errors import ModelUnavailable
@@ -305,6 +307,7 @@ class LlamaCppChatModel:
         self._closed = False
         self.reused_tokens = 0
         self.stats = DecodeStats()
+        self.last_trace = Trace()
         self._llm, self.repacked = self._load(gguf, lora)
         self._stop_ids = self._stops(self._llm)
         self.record: dict[str, Any] = {"base_gguf": str(gguf), "gguf_lora": str(lora) if lora else None}
@@ -370,9 +373,14 @@ class LlamaCppChatModel:
             if callable(closer):
                 closer()
 
-    def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
-        """Greedy completion of one conversation (same prompt as training: compact ChatML)."""
+    def complete(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = (), choices: Choices | None = None
+    ) -> ChatReply:
+        """Greedy completion of one conversation (same prompt as training: compact ChatML); with `choices`,
+        the step is chosen within them (`agent.decoding`)."""
         prompt = chatml(chat_messages(messages, tools))
+        if choices is not None:
+            return engine_thread().submit(self._choose, prompt, choices).result()
         # on the process's one llama.cpp thread, whatever thread asks (`engine_thread`)
         raw, tokens, out = engine_thread().submit(self._run, prompt).result()
         parsed = parse_reply(raw)
@@ -406,6 +414,18 @@ class LlamaCppChatModel:
             if looped_text or self.stats.capped:
                 raw = whole_sentences(raw, strict=looped_text)
             return raw, tokens, out
+
+    def _choose(self, prompt: str, choices: Choices) -> ChatReply:
+        """A constrained step on the engine thread: candidates scored on the KV cache (`_LlamaScorer`)."""
+        with self._lock:
+            if self._closed:
+                raise ModelUnavailable(f"model {self.name!r} was closed")
+            scorer = _LlamaScorer(self, self._llm)
+            reply, trace = choose(scorer, prompt, choices, max_text_tokens=self.max_text_tokens)
+            self.last_trace = trace
+            reply.prompt_tokens = scorer.prompt_tokens
+            reply.completion_tokens = scorer.evaluated
+            return reply
 
     @staticmethod
     def _stops(llm: Any) -> set[int]:
@@ -510,3 +530,96 @@ def _model_files(record: dict[str, Any]) -> tuple[Path, Path | None]:
         )
     lora = record.get("gguf_lora")
     return Path(record["base_gguf"]), Path(lora) if lora else None
+
+
+class _LlamaScorer:
+    """`agent.decoding.Scorer` on a loaded llama.cpp model: continuations are scored on the KV cache, each
+    evaluating only the tokens after what the cache already holds (the prompt is read once per step)."""
+
+    def __init__(self, engine: LlamaCppChatModel, llm: Any) -> None:
+        self.engine, self.llm = engine, llm
+        self.prompt_tokens = 0
+        self.evaluated = 0
+        self._tokens: dict[str, list[int]] = {}
+
+    def _tokenize(self, text: str) -> list[int]:
+        if text not in self._tokens:
+            self._tokens[text] = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+            if len(self._tokens[text]) >= self.engine._n_ctx - 64:
+                raise ModelUnavailable(f"prompt of {len(self._tokens[text])} tokens exceeds the context")
+        return self._tokens[text]
+
+    def _logits_after(self, tokens: list[int], start: int) -> Any:
+        """Evaluate `tokens` so that the logits of positions start..len-1 are at hand (rows of the array)."""
+        import numpy as np
+
+        llm, ctx = self.llm, self.llm._ctx
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        reuse = min(llm.longest_token_prefix(cached, tokens), start)
+        ctx.kv_cache_seq_rm(-1, reuse, -1)
+        llm.n_tokens = reuse
+        if start > reuse:
+            ctx.set_n_threads(1, self.engine._threads)
+            llm.eval(tokens[reuse:start])
+            self.evaluated += start - reuse
+        tail = tokens[start:]
+        ctx.set_n_threads(self.engine.decode_threads, self.engine._threads)
+        llm._batch.set_batch(batch=tail, n_past=start, logits_all=True)
+        ctx.decode(llm._batch)
+        llm.input_ids[start : start + len(tail)] = tail
+        llm.n_tokens = start + len(tail)
+        self.evaluated += len(tail)
+        n_vocab = llm.n_vocab()
+        return np.stack(
+            [np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(n_vocab,)).copy() for i in range(len(tail))]
+        )
+
+    def logprobs(self, prefix: str, continuations: Sequence[str]) -> list[float]:
+        """Log-likelihood of each continuation after the prefix (joint tokenization, so merges are right)."""
+        import numpy as np
+
+        base = self._tokenize(prefix)
+        self.prompt_tokens = max(self.prompt_tokens, len(base))
+        scores = []
+        for cont in continuations:
+            full = self._tokenize(prefix + cont)
+            k = 0
+            limit = min(len(base), len(full))
+            while k < limit and base[k] == full[k]:
+                k += 1
+            k = max(k, 1)
+            if k >= len(full):
+                scores.append(0.0)
+                continue
+            rows = self._logits_after(full[: len(full) - 1], k - 1)
+            rows = rows - rows.max(axis=1, keepdims=True)
+            logp = rows - np.log(np.exp(rows).sum(axis=1, keepdims=True))
+            targets = full[k:]
+            scores.append(float(sum(logp[i, t] for i, t in enumerate(targets))))
+        return scores
+
+    def greedy(self, prefix: str, *, stop: str, max_tokens: int) -> str:
+        """Greedy text after the prefix up to `stop` (the engine's own decoder for a reply)."""
+        if stop == END_OF_TURN:
+            tokens = self._tokenize(prefix)
+            self.prompt_tokens = max(self.prompt_tokens, len(tokens))
+            out = self.engine._greedy(self.llm, tokens)
+            kept = [t for t in out if t not in self.engine._stop_ids]
+            text = self.llm.detokenize(kept).decode("utf-8", errors="replace")
+            return whole_sentences(text) if self.engine.stats.capped else text
+        import numpy as np
+
+        tokens = list(self._tokenize(prefix))
+        out: list[int] = []
+        text = ""
+        for _ in range(max_tokens):
+            rows = self._logits_after(tokens, len(tokens) - 1)
+            nxt = int(np.argmax(rows[-1]))
+            if nxt in self.engine._stop_ids:
+                break
+            tokens.append(nxt)
+            out.append(nxt)
+            text = self.llm.detokenize(out).decode("utf-8", errors="replace")
+            if stop in text:
+                return text.split(stop)[0]
+        return text

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.chat_model import ChatMessage, ChatReply, ToolSpec
+from agent.choices import Choices
+from agent.decoding import Trace, choose
 from agent.tool_format import END_OF_TURN, parse_reply, prompt_text
 from specialist.errors import ModelUnavailable
 
@@ -31,6 +33,7 @@ class TransformersChatModel:
         self._lock = threading.Lock()
         self._model, self._tokenizer = self._load(base_dir, adapter_dir)
         self._prefix: dict[str, Any] = {}
+        self.last_trace = Trace()
         self.record: dict[str, Any] = {"base_dir": str(base_dir), "adapter_dir": str(adapter_dir or "")}
 
     @classmethod
@@ -81,9 +84,19 @@ class TransformersChatModel:
         """The exact prompt text the model sees."""
         return prompt_text(self._tokenizer, messages, tools)
 
-    def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
-        """Greedy completion of one conversation."""
-        return self.complete_batch([(messages, tools)])[0]
+    def complete(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = (), choices: Choices | None = None
+    ) -> ChatReply:
+        """Greedy completion of one conversation; with `choices`, the step is chosen within them."""
+        if choices is None:
+            return self.complete_batch([(messages, tools)])[0]
+        import torch
+
+        with self._lock, torch.inference_mode():
+            scorer = _TransformersScorer(self._model, self._tokenizer)
+            reply, self.last_trace = choose(scorer, self.prompt(messages, tools), choices)
+            reply.prompt_tokens, reply.completion_tokens = scorer.prompt_tokens, scorer.evaluated
+            return reply
 
     def complete_batch(
         self,
@@ -194,3 +207,75 @@ class _ActionStop:
             finished = "</tool_call>" in text or END_OF_TURN in text
             done.append(finished or (len(new) >= self.reply_tokens and "<tool_call>" not in text))
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _TransformersScorer:
+    """`agent.decoding.Scorer` on a transformers causal LM: one KV cache, cropped back to the shared prefix
+    after each continuation, so the prompt is read once per step."""
+
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        from transformers import DynamicCache
+
+        self.model, self.tokenizer = model, tokenizer
+        self.cache = DynamicCache()
+        self.ids: list[int] = []
+        self.prompt_tokens = 0
+        self.evaluated = 0
+
+    def _tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _logits(self, tokens: list[int], start: int) -> Any:
+        """Logits of positions start..len-1 of `tokens`, reusing the cache for what it already holds."""
+        import torch
+
+        common = 0
+        limit = min(len(self.ids), start)
+        while common < limit and self.ids[common] == tokens[common]:
+            common += 1
+        if len(self.ids) > common:
+            self.cache.crop(common - len(self.ids))  # this transformers takes the number to drop, negated
+        self.ids = self.ids[:common]
+        if start > common:
+            self.model(input_ids=torch.tensor([tokens[common:start]]), cache=self.cache, use_cache=True)
+            self.evaluated += start - common
+        out = self.model(input_ids=torch.tensor([tokens[start:]]), cache=self.cache, use_cache=True)
+        self.evaluated += len(tokens) - start
+        self.ids = list(tokens)
+        return out.logits[0].float()
+
+    def logprobs(self, prefix: str, continuations: Sequence[str]) -> list[float]:
+        """Log-likelihood of each continuation after the prefix (joint tokenization)."""
+        base = self._tokenize(prefix)
+        self.prompt_tokens = max(self.prompt_tokens, len(base))
+        scores = []
+        for cont in continuations:
+            full = self._tokenize(prefix + cont)
+            k = 0
+            while k < min(len(base), len(full)) and base[k] == full[k]:
+                k += 1
+            k = max(k, 1)
+            if k >= len(full):
+                scores.append(0.0)
+                continue
+            logp = self._logits(full[:-1], k - 1).log_softmax(-1)
+            scores.append(float(sum(logp[i, t] for i, t in enumerate(full[k:]))))
+        return scores
+
+    def greedy(self, prefix: str, *, stop: str, max_tokens: int) -> str:
+        """Greedy text after the prefix, up to `stop` or the end of the turn."""
+        tokens = self._tokenize(prefix)
+        self.prompt_tokens = max(self.prompt_tokens, len(tokens))
+        end = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        out: list[int] = []
+        text = ""
+        for _ in range(max_tokens):
+            nxt = int(self._logits(tokens, len(tokens) - 1)[-1].argmax())
+            if nxt in (end, self.tokenizer.eos_token_id):
+                break
+            tokens.append(nxt)
+            out.append(nxt)
+            text = self.tokenizer.decode(out, skip_special_tokens=False)
+            if stop in text:
+                return text.split(stop)[0]
+        return text

@@ -8,8 +8,11 @@ from typing import Any
 
 import httpx
 
+from agent import decoding
 from agent.chat_model import ChatMessage, ChatReply, ToolCall, ToolSpec
+from agent.choices import Choices
 from agent.tool_format import parse_reply
+from agent.tool_specs import TOOL_SPECS
 from specialist.errors import BackendUnavailable, ModelUnavailable
 
 
@@ -65,9 +68,24 @@ class OpenAIChatModel:
             payload["tool_choice"] = "auto"
         return payload
 
-    def complete(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()) -> ChatReply:
-        """One chat completion; tool calls come from the server's parser or from Hermes tags in the text."""
-        data = self._post("/chat/completions", self._payload(messages, tools, stream=False)).json()
+    def complete(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = (), choices: Choices | None = None
+    ) -> ChatReply:
+        """One chat completion; tool calls come from the server's parser or from Hermes tags in the text.
+
+        With `choices`, only the possible tools are offered, each argument narrowed to its allowed values
+        (`enum`s), and `tool_choice` is "required" where no reply is possible: vLLM's guided decoding then
+        keeps the call inside the schema. The graph checks the pairing of values (`Choices.admits`)."""
+        payload = self._payload(messages, tools, stream=False)
+        if choices is not None:
+            narrowed = decoding.tool_specs(choices, tools or TOOL_SPECS)
+            if narrowed:
+                payload["tools"] = narrowed
+                payload["tool_choice"] = "auto" if choices.reply else "required"
+            else:
+                payload.pop("tools", None)
+                payload.pop("tool_choice", None)
+        data = self._post("/chat/completions", payload).json()
         try:
             message = data["choices"][0]["message"]
         except (KeyError, IndexError, TypeError) as exc:

@@ -1,0 +1,486 @@
+"""What may happen next: the one place that answers it.
+
+From the conversation so far (the customer's words and the systems' results) this module lists the actions
+the agent may take now and the values each argument may take: the identified customer's user id, order ids
+from the profile or the customer's words, item ids from orders looked up, variant ids of products looked up
+(available ones), payment methods of the profile, enums. Writes only on orders looked up in this
+conversation, in the status the write needs; no account read or write before identification; no read
+repeated with the same arguments since the last write. The model chooses within that set (`agent.decoding`
+constrains every backend to it); `Choices.admits` is the graph's own check of what came back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agent.chat_model import ChatMessage, ToolCall
+from agent.tool_specs import IDENTIFY_TOOLS, WRITE_TOOLS
+
+SlotKind = Literal["one", "many", "text"]
+
+CANCEL_REASONS = ("no longer needed", "ordered by mistake")
+ADDRESS_FIELDS = ("address1", "address2", "city", "state", "country", "zip")
+READ_ONCE = frozenset(
+    {
+        "get_user_details",
+        "get_order_details",
+        "get_product_details",
+        "get_item_details",
+        "list_all_product_types",
+    }
+)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]*\w")
+_ZIP = re.compile(r"\b\d{5}\b")
+_ORDER_ID = re.compile(r"#?W\d{7}\b")
+_PRODUCT_ID = re.compile(r"\b\d{10}\b")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
+_NAME_CUE = re.compile(r"(?:name is|name's|i'm|i am|this is|it's)\s+([A-Za-z'-]+)(?:\s+([A-Za-z'-]+))?", re.I)
+_NOT_NAMES = frozenset(
+    [
+        "i",
+        "hi",
+        "hello",
+        "hey",
+        "dear",
+        "good",
+        "morning",
+        "afternoon",
+        "evening",
+        "thanks",
+        "thank",
+        "yes",
+        "no",
+        "ok",
+        "okay",
+        "please",
+        "my",
+        "the",
+        "a",
+        "an",
+        "and",
+        "but",
+        "so",
+        "also",
+        "can",
+        "could",
+        "would",
+        "you",
+        "your",
+        "we",
+        "our",
+        "it",
+        "its",
+        "this",
+        "that",
+        "there",
+        "here",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "actually",
+        "sorry",
+        "sure",
+        "great",
+        "order",
+        "orders",
+        "item",
+        "items",
+        "return",
+        "exchange",
+        "cancel",
+        "refund",
+        "want",
+        "need",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One argument: a value from a set (`one`), a list of values (`many`), or free text (`text`).
+
+    A slot's values may depend on an earlier slot: `depends_on` names it and `table` maps its value to this
+    slot's values. A `paired` list has one value per element of the list it depends on, in order (the new
+    item for each old item of an exchange).
+    """
+
+    name: str
+    kind: SlotKind = "one"
+    values: tuple[str, ...] = ()
+    depends_on: str | None = None
+    table: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    paired: bool = False
+    max_tokens: int = 40
+
+    def domain(self, chosen: Mapping[str, Any], key: str | None = None) -> tuple[str, ...]:
+        """The values allowed given the arguments chosen so far (`key`: the paired element)."""
+        if self.depends_on is None:
+            return self.values
+        if self.paired:
+            return self.table.get(key or "", ())
+        return self.table.get(str(chosen.get(self.depends_on, "")), ())
+
+    def admits(self, value: Any, chosen: Mapping[str, Any]) -> bool:
+        """Whether a value of this argument is allowed."""
+        if self.kind == "text":
+            return isinstance(value, str)  # an empty address line is a value too
+        if self.kind == "one":
+            return isinstance(value, str) and value in self.domain(chosen)
+        if not isinstance(value, list) or not value or len(set(value)) != len(value):
+            return False
+        if self.paired:
+            keys = chosen.get(self.depends_on or "") or []
+            return len(keys) == len(value) and all(
+                v in self.domain(chosen, str(k)) for k, v in zip(keys, value, strict=True)
+            )
+        return all(isinstance(v, str) and v in self.domain(chosen) for v in value)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One tool the agent may call now, with its arguments' slots in schema order."""
+
+    name: str
+    slots: tuple[Slot, ...] = ()
+
+    def admits(self, arguments: Mapping[str, Any]) -> bool:
+        """Whether these arguments are allowed (every slot filled with an allowed value, nothing else)."""
+        if set(arguments) != {s.name for s in self.slots}:
+            return False
+        return all(slot.admits(arguments[slot.name], arguments) for slot in self.slots)
+
+
+@dataclass(frozen=True)
+class Choices:
+    """The actions possible now; `reply` says a text reply is possible too, `reply_text` whether the model's
+    own words are wanted (else the graph says it: asking for identification, reporting a write)."""
+
+    actions: tuple[Action, ...]
+    reply: bool = True
+    reply_text: bool = True
+
+    def action(self, name: str) -> Action | None:
+        """The action of that tool, if it is possible now."""
+        return next((a for a in self.actions if a.name == name), None)
+
+    def names(self) -> list[str]:
+        """The tools possible now."""
+        return [a.name for a in self.actions]
+
+    def admits(self, call: ToolCall) -> bool:
+        """Whether this tool call is one of the possible actions with allowed arguments."""
+        action = self.action(call.name)
+        return action is not None and action.admits(call.arguments)
+
+
+@dataclass
+class Facts:
+    """What the conversation has established, read from its messages."""
+
+    customer_texts: list[str] = field(default_factory=list)
+    user_id: str | None = None
+    profile: dict[str, Any] | None = None
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # looked up, latest record
+    products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    product_list: dict[str, str] = field(default_factory=dict)  # name -> product id
+    reads: set[str] = field(default_factory=set)  # reads made since the last write (name + arguments)
+    last_tool: str | None = None
+    last_write_done: bool = False
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return None
+
+
+def _read_key(name: str, arguments: Mapping[str, Any]) -> str:
+    return name + json.dumps(dict(arguments), sort_keys=True)
+
+
+def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None) -> Facts:
+    """The facts of a conversation in OpenAI chat format (tool results matched to their calls)."""
+    facts = Facts(user_id=user_id)
+    calls: dict[str, ToolCall] = {}
+    for raw in messages:
+        message = ChatMessage.from_openai(raw)
+        if message.role == "user":
+            facts.customer_texts.append(message.content)
+            facts.last_tool = None
+        for call in message.tool_calls:
+            calls[call.id] = call
+        if message.role != "tool":
+            continue
+        call = calls.get(message.tool_call_id or "")
+        name = message.name or (call.name if call else "")
+        facts.last_tool = name
+        facts.last_write_done = False
+        if call is not None and (name in READ_ONCE or name in IDENTIFY_TOOLS):
+            facts.reads.add(_read_key(name, call.arguments))  # a failed read is not worth repeating either
+        data = _json(message.content)
+        if message.content.startswith("Error") or (data is None and name not in IDENTIFY_TOOLS):
+            continue
+        if name in WRITE_TOOLS:
+            if isinstance(data, dict):
+                facts.reads.clear()  # the records changed: reading them again makes sense
+                facts.last_write_done = True
+                if "order_id" in data:
+                    facts.orders[str(data["order_id"])] = data
+            continue
+        if name in IDENTIFY_TOOLS and isinstance(data, str | type(None)):
+            found = message.content.strip().strip('"')
+            if found and not found.startswith("Error"):
+                facts.user_id = found
+        elif name == "get_user_details" and isinstance(data, dict):
+            facts.profile = data
+            facts.user_id = facts.user_id or str(data.get("user_id") or "") or None
+        elif name == "get_order_details" and isinstance(data, dict) and "order_id" in data:
+            facts.orders[str(data["order_id"])] = data
+        elif name == "get_product_details" and isinstance(data, dict) and "product_id" in data:
+            facts.products[str(data["product_id"])] = data
+        elif name == "list_all_product_types" and isinstance(data, dict):
+            facts.product_list = {str(k): str(v) for k, v in data.items()}
+    return facts
+
+
+def _unique(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v))
+
+
+def _name_candidates(texts: Sequence[str]) -> tuple[str, ...]:
+    """Words that may be the customer's first or last name: after "my name is", then capitalised words."""
+    cued: list[str] = []
+    capitalised: list[str] = []
+    for text in texts:
+        for match in _NAME_CUE.finditer(text):
+            cued += [w for w in match.groups() if w and w.lower() not in _NOT_NAMES]
+        capitalised += [
+            w for w in _WORD.findall(text) if w[0].isupper() and w.lower() not in _NOT_NAMES and len(w) > 1
+        ]
+    names = [w[0].upper() + w[1:] for w in cued] + capitalised
+    return _unique(names)[:12]
+
+
+def _order_id(raw: str) -> str:
+    return raw if raw.startswith("#") else "#" + raw
+
+
+def _items(order: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [i for i in order.get("items") or [] if isinstance(i, dict) and i.get("item_id")]
+
+
+def _variants(product: Mapping[str, Any]) -> list[dict[str, Any]]:
+    variants = product.get("variants") or {}
+    listed = variants.values() if isinstance(variants, dict) else variants
+    return [v for v in listed if isinstance(v, dict) and v.get("item_id") and v.get("available", True)]
+
+
+def _payment_ids(facts: Facts) -> tuple[str, ...]:
+    methods = (facts.profile or {}).get("payment_methods") or {}
+    if isinstance(methods, dict):
+        return _unique([str(k) for k in methods])
+    return _unique(
+        [str(m.get("id") or m.get("payment_method_id") or "") for m in methods if isinstance(m, dict)]
+    )
+
+
+def _paid_with(order: Mapping[str, Any]) -> list[str]:
+    return [
+        str(p.get("payment_method_id"))
+        for p in order.get("payment_history") or []
+        if isinstance(p, dict)
+        and p.get("payment_method_id")
+        and p.get("transaction_type", "payment") == "payment"
+    ]
+
+
+def _status(order: Mapping[str, Any]) -> str:
+    return str(order.get("status", "")).lower()
+
+
+def derive(
+    messages: Sequence[dict[str, Any]], *, user_id: str | None = None, variant_matcher: bool = False
+) -> Choices:
+    """The actions possible after these messages (the graph's state) and each argument's values.
+
+    With `variant_matcher`, the new item of an exchange or item change is proposed by `match_variants`
+    (the variants whose option values best fit the customer's words); else any available variant."""
+    facts = read_facts(messages, user_id=user_id)
+    texts = facts.customer_texts
+    said = " ".join(texts)
+    actions: list[Action] = []
+
+    def read(name: str, slot: str, values: Sequence[str]) -> None:
+        fresh = tuple(v for v in _unique(values) if _read_key(name, {slot: v}) not in facts.reads)
+        if fresh:
+            actions.append(Action(name, (Slot(slot, values=fresh),)))
+
+    if facts.user_id is None:
+        emails = tuple(
+            e
+            for e in _unique(_EMAIL.findall(said))
+            if _read_key("find_user_id_by_email", {"email": e}) not in facts.reads
+        )
+        if emails:
+            actions.append(Action("find_user_id_by_email", (Slot("email", values=emails),)))
+        names, zips = _name_candidates(texts), _unique(_ZIP.findall(said))
+        if names and zips:
+            slots = (
+                Slot("first_name", values=names),
+                Slot("last_name", values=names),
+                Slot("zip", values=zips),
+            )
+            actions.append(Action("find_user_id_by_name_zip", slots))
+    else:
+        read("get_user_details", "user_id", [facts.user_id])
+        profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
+        named = [_order_id(o) for o in _ORDER_ID.findall(said)]
+        read("get_order_details", "order_id", [*named, *profile_orders])
+        item_products = [str(i.get("product_id")) for o in facts.orders.values() for i in _items(o)]
+        read(
+            "get_product_details",
+            "product_id",
+            [*item_products, *facts.product_list.values(), *_PRODUCT_ID.findall(said)],
+        )
+        item_ids = [str(i["item_id"]) for o in facts.orders.values() for i in _items(o)]
+        item_ids += [str(v["item_id"]) for p in facts.products.values() for v in _variants(p)]
+        read("get_item_details", "item_id", item_ids)
+        if not facts.product_list and _read_key("list_all_product_types", {}) not in facts.reads:
+            actions.append(Action("list_all_product_types"))
+        actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
+        actions += _writes(facts, matcher=variant_matcher)
+    queries = _unique(list(reversed(texts)))
+    if queries:
+        actions.append(Action("search_policies", (Slot("query", values=queries[:3]),)))
+    actions.append(Action("transfer_to_human_agents", (Slot("summary", kind="text", max_tokens=32),)))
+    # The graph says the reply itself before identification ("I need your email...") and after a write
+    # (the write's outcome); elsewhere the model's short reply is checked by the groundedness guard.
+    reply_text = facts.user_id is not None and not facts.last_write_done
+    return Choices(actions=tuple(actions), reply=True, reply_text=reply_text)
+
+
+def _writes(facts: Facts, *, matcher: bool = False) -> list[Action]:
+    """The writes possible on the orders looked up (and the profile), each order in the status it needs."""
+    pending = [oid for oid, o in facts.orders.items() if _status(o) == "pending"]
+    delivered = [oid for oid, o in facts.orders.items() if _status(o) == "delivered"]
+    payments = _payment_ids(facts)
+    gift_cards = tuple(p for p in payments if p.startswith("gift_card"))
+    items = {oid: _unique([str(i["item_id"]) for i in _items(o)]) for oid, o in facts.orders.items()}
+    swaps: dict[str, tuple[str, ...]] = {}
+    for order in facts.orders.values():
+        for item in _items(order):
+            product = facts.products.get(str(item.get("product_id")))
+            if product is not None:
+                others = [v for v in _variants(product) if str(v["item_id"]) != str(item["item_id"])]
+                if matcher:
+                    others = match_variants(item, others, facts.customer_texts)
+                swaps[str(item["item_id"])] = _unique([str(v["item_id"]) for v in others])
+    swappable = {
+        oid: tuple(i for i in ids if swaps.get(i))
+        for oid, ids in items.items()
+        if any(swaps.get(i) for i in ids)
+    }
+    address = tuple(Slot(k, kind="text", max_tokens=16) for k in ADDRESS_FIELDS)
+    out: list[Action] = []
+
+    def order_slot(orders: Sequence[str]) -> Slot:
+        return Slot("order_id", values=tuple(orders))
+
+    def items_slot(table: Mapping[str, tuple[str, ...]], orders: Sequence[str]) -> Slot:
+        return Slot("item_ids", kind="many", depends_on="order_id", table={o: table[o] for o in orders})
+
+    new_items = Slot("new_item_ids", kind="many", depends_on="item_ids", table=swaps, paired=True)
+    if pending:
+        out.append(
+            Action("cancel_pending_order", (order_slot(pending), Slot("reason", values=CANCEL_REASONS)))
+        )
+        out.append(Action("modify_pending_order_address", (order_slot(pending), *address)))
+        swap_pending = [o for o in pending if o in swappable]
+        if swap_pending and payments:
+            slots = (order_slot(swap_pending), items_slot(swappable, swap_pending), new_items)
+            out.append(
+                Action("modify_pending_order_items", (*slots, Slot("payment_method_id", values=payments)))
+            )
+        if payments:
+            others = {o: tuple(p for p in payments if p not in _paid_with(facts.orders[o])) for o in pending}
+            movable = [o for o in pending if others[o]]
+            if movable:
+                pay = Slot("payment_method_id", depends_on="order_id", table=others)
+                out.append(Action("modify_pending_order_payment", (order_slot(movable), pay)))
+    if delivered:
+        refund_to = {o: _unique([*_paid_with(facts.orders[o]), *gift_cards]) for o in delivered}
+        returnable = [o for o in delivered if items[o] and refund_to[o]]
+        if returnable:
+            pay = Slot("payment_method_id", depends_on="order_id", table=refund_to)
+            out.append(
+                Action(
+                    "return_delivered_order_items",
+                    (order_slot(returnable), items_slot(items, returnable), pay),
+                )
+            )
+        swap_delivered = [o for o in delivered if o in swappable]
+        if swap_delivered and payments:
+            slots = (order_slot(swap_delivered), items_slot(swappable, swap_delivered), new_items)
+            out.append(
+                Action("exchange_delivered_order_items", (*slots, Slot("payment_method_id", values=payments)))
+            )
+    if facts.user_id:
+        out.append(Action("modify_user_address", (Slot("user_id", values=(facts.user_id,)), *address)))
+    return out
+
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+_FILLER = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "with",
+        "of",
+        "in",
+        "for",
+        "to",
+        "my",
+        "me",
+        "i",
+        "it",
+        "one",
+        "same",
+        "but",
+    ]
+)
+
+
+def _tokens(text: str) -> set[str]:
+    return {t for t in _TOKEN.findall(text.lower()) if t not in _FILLER}
+
+
+def match_variants(
+    item: Mapping[str, Any], variants: Sequence[dict[str, Any]], texts: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The variants whose options best fit the customer's words ("clicky switches", "in black"), keeping
+    the old item's value where the customer names nothing else; ties are all kept (the model chooses)."""
+    said = _tokens(" ".join(texts))
+    old = {str(k): str(v).lower() for k, v in (item.get("options") or {}).items()}
+
+    def score(variant: Mapping[str, Any]) -> float:
+        total = 0.0
+        for key, value in (variant.get("options") or {}).items():
+            words = _tokens(str(value))
+            named = len(words & said) / len(words) if words else 0.0
+            total += 2 * named + (1.0 if old.get(str(key)) == str(value).lower() else 0.0)
+        return total
+
+    if not variants:
+        return []
+    best = max(score(v) for v in variants)
+    return [v for v in variants if score(v) == best]

@@ -1,0 +1,102 @@
+"""Constrained decisions on the real base model: what `agent.choices` does not allow cannot come out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from agent.chat_model import ChatMessage, ToolCall
+from agent.choices import derive
+from agent.decoding import json_schema, tool_specs
+from agent.prompts import system_prompt
+from agent.store.database import RetailDatabase
+from agent.tool_specs import TOOL_SPECS
+
+
+def _call(name: str, arguments: dict[str, Any], n: int, result: str) -> list[dict[str, Any]]:
+    call_id = f"c{n}"
+    call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": result, "tool_call_id": call_id, "name": name},
+    ]
+
+
+def _situations(db: RetailDatabase) -> list[list[dict[str, Any]]]:
+    """Histories of a customer who wants to return or exchange an item, at each step of the lookups."""
+    data = db.export()
+    order = next(o for o in data["orders"].values() if o["status"] == "delivered" and len(o["items"]) > 1)
+    user = data["users"][order["user_id"]]
+    item = order["items"][0]
+    product = data["products"][item["product_id"]]
+    ask = f"Hi, I'm {user['email']}. I want to exchange the {item['name']} I received for another option."
+    history: list[dict[str, Any]] = [{"role": "user", "content": ask}]
+    out = [list(history)]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, order["user_id"])
+    out.append(list(history))
+    history += _call("get_user_details", {"user_id": order["user_id"]}, 2, json.dumps(user))
+    out.append(list(history))
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    out.append(list(history))
+    history += _call("get_product_details", {"product_id": item["product_id"]}, 4, json.dumps(product))
+    out.append(list(history))
+    return out
+
+
+@pytest.fixture(scope="module")
+def base_model() -> Any:
+    from agent.backends import local_model_from_record
+    from finetune.registry import base_record
+
+    model = local_model_from_record(base_record(), max_new_tokens=160)
+    yield model
+    model.close()
+
+
+def test_an_invented_tool_or_id_is_impossible_with_choices(db: RetailDatabase, base_model: Any) -> None:
+    free_invalid = 0
+    for history in _situations(db):
+        possible = derive(history)
+        prompt = [ChatMessage("system", system_prompt()), *[ChatMessage.from_openai(m) for m in history]]
+        free = base_model.complete(prompt, TOOL_SPECS)
+        free_invalid += bool(free.tool_calls) and not possible.admits(free.tool_calls[0])
+        chosen = base_model.complete(prompt, TOOL_SPECS, possible)
+        assert not chosen.tool_calls or possible.admits(chosen.tool_calls[0]), chosen
+        assert base_model.last_trace.scored > 0  # the candidates were ranked by the model
+    # the same prompts, decoded freely, made calls outside the state (invented ids, a write before lookups)
+    assert free_invalid >= 1
+
+
+def test_the_transformers_backend_decides_within_choices_too(db: RetailDatabase) -> None:
+    import torch
+
+    from agent.backends.local import TransformersChatModel
+    from finetune.registry import base_record
+
+    torch.set_num_threads(1)
+    model = TransformersChatModel.from_record(base_record(), max_new_tokens=8)
+    history = _situations(db)[3]
+    possible = derive(history)
+    prompt = [ChatMessage("system", system_prompt()), *[ChatMessage.from_openai(m) for m in history]]
+    chosen = model.complete(prompt, TOOL_SPECS, possible)
+    assert not chosen.tool_calls or possible.admits(chosen.tool_calls[0])
+    assert model.last_trace.scored > 0
+
+
+def test_schema_for_guided_decoding_names_only_possible_values(db: RetailDatabase) -> None:
+    history = _situations(db)[3]
+    possible = derive(history)
+    specs = tool_specs(possible, TOOL_SPECS)
+    assert {s["function"]["name"] for s in specs} == set(possible.names())
+    orders = next(s for s in specs if s["function"]["name"] == "return_delivered_order_items")
+    order_ids = orders["function"]["parameters"]["properties"]["order_id"]["enum"]
+    assert order_ids == [json.loads(history[-1]["content"])["order_id"]]
+    schema = json_schema(possible)
+    assert len(schema["anyOf"]) == len(possible.actions)
+    assert not possible.admits(
+        ToolCall(
+            "return_delivered_order_items", {"order_id": "#W1", "item_ids": ["1"], "payment_method_id": "x"}
+        )
+    )
