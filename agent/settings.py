@@ -65,13 +65,17 @@ class AgentSettings(BaseModel):
     refund_approval_threshold: float = Field(default=500.0, ge=0)
     max_message_chars: int = Field(default=4000, ge=1)
     max_steps_per_turn: int = Field(default=8, ge=1)
-    # The graph looks up the orders a customer's message names (at most this many; 0 turns it off), so the
-    # model starts from the facts instead of copying ids into a lookup call.
-    prefetch_orders: int = Field(default=2, ge=0, le=5)
-    # ...and, when the message names an item of such an order for an exchange or change (not a return or
-    # cancellation), the products of the first N named items: the model needs their variants' item ids.
-    prefetch_products: int = Field(default=1, ge=0, le=3)
+    # How the new item of an exchange or item change is chosen: "matcher" proposes the variants whose option
+    # values best fit the customer's words (the model picks among ties), "model" lets the model pick among
+    # all available variants (both constrained; measured on the dev replays, see docs/benchmarks.md)
+    variant_choice: Literal["matcher", "model"] = "matcher"
     # A write the systems refuse (wrong item, order not pending...) goes back to the model this many times per
     # turn for another try; after that the graph tells the customer the system's reason itself. The default
     # small model never corrected a refused write (it re-read the order, then replied off the point), so 0.
     retry_refused_writes: int = Field(default=0, ge=0, le=5)
+    # A policy answer is quoted from the passages found when its best sentence scores at least this
+    # (agent.answers: 0.7 x cosine + 0.3 x the question's words in the passage); below it the graph says it
+    # doesn't know. Measured on bench/data/policy_questions.jsonl (bench/policy.py): the lowest threshold
+    # with no answer to an unanswerable calibration question; on the test half it answered 0.61 of 41
+    # answerable questions right (fact + citation) and none of 40 unanswerable ones (0.50: 0.73 and 1/40).
+    policy_answer_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
