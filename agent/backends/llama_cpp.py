@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 
 _LOAD_LOCK = threading.Lock()
+SCORING_SEQUENCES = 64  # candidates scored in one batch at most (more are scored in several)
 _repack_on_load = False  # what `patched_llama`'s default parameters say while `load_llama` holds _LOAD_LOCK
 
 
@@ -38,13 +39,23 @@ def patched_llama() -> Any:
 
     if not getattr(lib, "_specialist_patched", False):
         default = lib.llama_model_default_params
+        context_default = lib.llama_context_default_params
 
         def params_as_asked() -> Any:
             params = default()
             params.use_extra_bufts = _repack_on_load
             return params
 
+        def context_params() -> Any:
+            # room for the candidates of a constrained step, scored side by side in one batch, each its own
+            # sequence over the shared prompt (one unified KV cache: the prompt's cells are not copied)
+            params = context_default()
+            params.n_seq_max = SCORING_SEQUENCES
+            params.kv_unified = True
+            return params
+
         lib.llama_model_default_params = params_as_asked
+        lib.llama_context_default_params = context_params
         lib._specialist_patched = True  # type: ignore[attr-defined]
     return Llama
 
@@ -575,27 +586,71 @@ class _LlamaScorer:
         )
 
     def logprobs(self, prefix: str, continuations: Sequence[str]) -> list[float]:
-        """Log-likelihood of each continuation after the prefix (joint tokenization, so merges are right)."""
+        """Log-likelihood of each continuation after the prefix (joint tokenization, so merges are right).
+
+        The continuations are decoded side by side in one batch, each as its own sequence that shares the
+        prefix's cells in the KV cache (`kv_cache_seq_cp`), and removed again afterwards."""
+        import llama_cpp
         import numpy as np
 
         base = self._tokenize(prefix)
         self.prompt_tokens = max(self.prompt_tokens, len(base))
-        scores = []
-        for cont in continuations:
-            full = self._tokenize(prefix + cont)
+        fulls = [self._tokenize(prefix + cont) for cont in continuations]
+        splits = []
+        for full in fulls:
             k = 0
-            limit = min(len(base), len(full))
-            while k < limit and base[k] == full[k]:
+            while k < min(len(base), len(full)) and base[k] == full[k]:
                 k += 1
-            k = max(k, 1)
-            if k >= len(full):
-                scores.append(0.0)
-                continue
-            rows = self._logits_after(full[: len(full) - 1], k - 1)
-            rows = rows - rows.max(axis=1, keepdims=True)
-            logp = rows - np.log(np.exp(rows).sum(axis=1, keepdims=True))
-            targets = full[k:]
-            scores.append(float(sum(logp[i, t] for i, t in enumerate(targets))))
+            splits.append(max(k, 1))
+        start = min(splits) - 1  # every continuation is decoded from here; seq 0 holds what comes before
+        llm, ctx = self.llm, self.llm._ctx
+        cached = llm.input_ids[: llm.n_tokens].tolist()
+        reuse = min(llm.longest_token_prefix(cached, base), start)
+        ctx.kv_cache_seq_rm(0, reuse, -1)
+        llm.n_tokens = reuse
+        if start > reuse:
+            ctx.set_n_threads(1, self.engine._threads)
+            llm.eval(base[reuse:start])
+            self.evaluated += start - reuse
+        scores = [0.0] * len(fulls)
+        todo = [i for i, full in enumerate(fulls) if splits[i] < len(full)]
+        room = min(SCORING_SEQUENCES - 1, 63)
+        n_vocab = llm.n_vocab()
+        ctx.set_n_threads(self.engine.decode_threads, self.engine._threads)
+        for group_start in range(0, len(todo), room):
+            group = todo[group_start : group_start + room]
+            batch = llm._batch.batch
+            rows: dict[int, tuple[int, int]] = {}  # candidate -> (first row, number of rows)
+            n = 0
+            for seq, i in enumerate(group, start=1):
+                ctx.kv_cache_seq_cp(0, seq, 0, start)
+                tail = fulls[i][start:-1]
+                rows[i] = (n, len(tail))
+                for j, token in enumerate(tail):
+                    batch.token[n] = token
+                    batch.pos[n] = start + j
+                    batch.n_seq_id[n] = 1
+                    batch.seq_id[n][0] = seq
+                    batch.logits[n] = True
+                    n += 1
+            batch.n_tokens = n
+            ctx.decode(llm._batch)
+            self.evaluated += n
+            for i in group:
+                first, count = rows[i]
+                logits = np.stack(
+                    [
+                        np.ctypeslib.as_array(ctx.get_logits_ith(first + r), shape=(n_vocab,))
+                        for r in range(count)
+                    ]
+                )
+                logits = logits - logits.max(axis=1, keepdims=True)
+                logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+                offset = splits[i] - 1 - start  # the row that predicts the first token after the prefix
+                targets = fulls[i][splits[i] :]
+                scores[i] = float(sum(logp[offset + r, t] for r, t in enumerate(targets)))
+            for seq in range(1, len(group) + 1):
+                llama_cpp.llama_memory_seq_rm(ctx.memory, seq, -1, -1)
         return scores
 
     def greedy(self, prefix: str, *, stop: str, max_tokens: int) -> str:
