@@ -247,6 +247,7 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     outcome = _run_read(toolbox, call)
     update: dict[str, Any] = {"proposal": None}
     content = outcome.content
+    found: list[dict[str, Any]] = []  # this search's passages, with their citation labels
     if outcome.passages:
         known = list(state.get("passages", []))
         shown = []
@@ -255,6 +256,7 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
             if match is None:
                 match = {**passage, "label": f"{passage['doc_id']}-{len(known) + 1}"}
                 known.append(match)
+            found.append(match)
             title = f"{match['title']} § {match['section']}" if match["section"] else match["title"]
             shown.append({"label": match["label"], "title": title, "text": match["text"]})
         update["passages"] = known
@@ -270,20 +272,16 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         # another customer's order exists); the customer can correct the id
         update["draft"] = prompts.orders_not_found([str(call["arguments"].get("order_id", ""))])
     elif call["name"] == "search_policies":
-        update["draft"] = _policy_answer(ctx, str(call["arguments"].get("query", "")), content)
+        update["draft"] = _policy_answer(ctx, str(call["arguments"].get("query", "")), found)
     return update
 
 
-def _policy_answer(ctx: AgentContext, question: str, shown: str) -> str:
+def _policy_answer(ctx: AgentContext, question: str, passages: list[dict[str, Any]]) -> str:
     """The answer to a policy question, composed by the graph from the passages just found (cited), or the
     honest line when none supports an answer (`agent.answers`, threshold measured on a labelled set)."""
-    if ctx.answerer is None:
+    if ctx.answerer is None or not passages:
         return prompts.NO_INFORMATION
-    try:
-        passages = json.loads(shown)
-    except ValueError:
-        return prompts.NO_INFORMATION
-    answer = ctx.answerer.answer(question, passages) if passages else None
+    answer = ctx.answerer.answer(question, passages)
     return answer.text if answer is not None else prompts.NO_INFORMATION
 
 
