@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agent import prompts
+from agent.answers import PolicyAnswerer, answerer_from_kb
 from agent.chat_model import ChatModel
 from agent.settings import AgentSettings
 from agent.store.database import AgentRecords, RetailDatabase
@@ -89,6 +90,7 @@ class SupportAgent:
         self._model = model
         self._phrasing = phrasing_model
         self._kb = kb
+        self._answerer: PolicyAnswerer | None = None
         self._crm = crm
         self._billing = billing
         self._checkpointer = checkpointer
@@ -104,6 +106,13 @@ class SupportAgent:
     def set_model(self, model: ChatModel) -> None:
         """Swap the behaviour model; the next turn uses it."""
         self._model = model
+
+    @property
+    def answerer(self) -> PolicyAnswerer | None:
+        """Policy answers quoted from the passages, over the KB's embedder (built on first use, else None)."""
+        if self._answerer is None and self._kb is not None:
+            self._answerer = answerer_from_kb(self._kb, self.settings.policy_answer_threshold)
+        return self._answerer
 
     def _lock(self, conversation_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -121,6 +130,7 @@ class SupportAgent:
             records=self.records,
             settings=self.settings,
             phrasing_model=self._phrasing,
+            answerer=self.answerer,
         )
 
     @staticmethod

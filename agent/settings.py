@@ -74,8 +74,8 @@ class AgentSettings(BaseModel):
     # small model never corrected a refused write (it re-read the order, then replied off the point), so 0.
     retry_refused_writes: int = Field(default=0, ge=0, le=5)
     # A policy answer is quoted from the passages found when its best sentence scores at least this
-    # (agent.answers: 0.7 x cosine + 0.3 x the question's words in the passage); below it the graph says it
-    # doesn't know. Measured on bench/data/policy_questions.jsonl (bench/policy.py): the lowest threshold
-    # with no answer to an unanswerable calibration question; on the test half it answered 0.61 of 41
-    # answerable questions right (fact + citation) and none of 40 unanswerable ones (0.50: 0.73 and 1/40).
-    policy_answer_threshold: float = Field(default=0.55, ge=0.0, le=1.0)
+    # (agent.answers: 0.5 x cosine + 0.5 x share of the question's words in the passage); below it the graph
+    # says it doesn't know. Measured on bench/data/policy_questions.jsonl (bench/policy.py): the lowest
+    # threshold with no answer to an unanswerable calibration question; on the test half it answered 0.66
+    # of 41 answerable questions right (fact + citation) and none of 40 unanswerable ones.
+    policy_answer_threshold: float = Field(default=0.52, ge=0.0, le=1.0)
