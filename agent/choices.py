@@ -214,8 +214,8 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
         if message.role == "user":
             facts.customer_texts.append(message.content)
             facts.last_tool = None
-        for call in message.tool_calls:
-            calls[call.id] = call
+        for made in message.tool_calls:
+            calls[made.id] = made
         if message.role != "tool":
             continue
         call = calls.get(message.tool_call_id or "")
@@ -378,17 +378,17 @@ def _writes(facts: Facts, *, matcher: bool = False) -> list[Action]:
         for item in _items(order):
             product = facts.products.get(str(item.get("product_id")))
             if product is not None:
-                others = [v for v in _variants(product) if str(v["item_id"]) != str(item["item_id"])]
+                candidates = [v for v in _variants(product) if str(v["item_id"]) != str(item["item_id"])]
                 if matcher:
-                    others = match_variants(item, others, facts.customer_texts)
-                swaps[str(item["item_id"])] = _unique([str(v["item_id"]) for v in others])
+                    candidates = match_variants(item, candidates, facts.customer_texts)
+                swaps[str(item["item_id"])] = _unique([str(v["item_id"]) for v in candidates])
     swappable = {
         oid: tuple(i for i in ids if swaps.get(i))
         for oid, ids in items.items()
         if any(swaps.get(i) for i in ids)
     }
     address = tuple(Slot(k, kind="text", max_tokens=16) for k in ADDRESS_FIELDS)
-    out: list[Action] = []
+    actions: list[Action] = []
 
     def order_slot(orders: Sequence[str]) -> Slot:
         return Slot("order_id", values=tuple(orders))
@@ -398,14 +398,14 @@ def _writes(facts: Facts, *, matcher: bool = False) -> list[Action]:
 
     new_items = Slot("new_item_ids", kind="many", depends_on="item_ids", table=swaps, paired=True)
     if pending:
-        out.append(
+        actions.append(
             Action("cancel_pending_order", (order_slot(pending), Slot("reason", values=CANCEL_REASONS)))
         )
-        out.append(Action("modify_pending_order_address", (order_slot(pending), *address)))
+        actions.append(Action("modify_pending_order_address", (order_slot(pending), *address)))
         swap_pending = [o for o in pending if o in swappable]
         if swap_pending and payments:
             slots = (order_slot(swap_pending), items_slot(swappable, swap_pending), new_items)
-            out.append(
+            actions.append(
                 Action("modify_pending_order_items", (*slots, Slot("payment_method_id", values=payments)))
             )
         if payments:
@@ -413,13 +413,13 @@ def _writes(facts: Facts, *, matcher: bool = False) -> list[Action]:
             movable = [o for o in pending if others[o]]
             if movable:
                 pay = Slot("payment_method_id", depends_on="order_id", table=others)
-                out.append(Action("modify_pending_order_payment", (order_slot(movable), pay)))
+                actions.append(Action("modify_pending_order_payment", (order_slot(movable), pay)))
     if delivered:
         refund_to = {o: _unique([*_paid_with(facts.orders[o]), *gift_cards]) for o in delivered}
         returnable = [o for o in delivered if items[o] and refund_to[o]]
         if returnable:
             pay = Slot("payment_method_id", depends_on="order_id", table=refund_to)
-            out.append(
+            actions.append(
                 Action(
                     "return_delivered_order_items",
                     (order_slot(returnable), items_slot(items, returnable), pay),
@@ -428,12 +428,12 @@ def _writes(facts: Facts, *, matcher: bool = False) -> list[Action]:
         swap_delivered = [o for o in delivered if o in swappable]
         if swap_delivered and payments:
             slots = (order_slot(swap_delivered), items_slot(swappable, swap_delivered), new_items)
-            out.append(
+            actions.append(
                 Action("exchange_delivered_order_items", (*slots, Slot("payment_method_id", values=payments)))
             )
     if facts.user_id:
-        out.append(Action("modify_user_address", (Slot("user_id", values=(facts.user_id,)), *address)))
-    return out
+        actions.append(Action("modify_user_address", (Slot("user_id", values=(facts.user_id,)), *address)))
+    return actions
 
 
 _TOKEN = re.compile(r"[a-z0-9]+")

@@ -658,8 +658,8 @@ class _LlamaScorer:
         if stop == END_OF_TURN:
             tokens = self._tokenize(prefix)
             self.prompt_tokens = max(self.prompt_tokens, len(tokens))
-            out = self.engine._greedy(self.llm, tokens)
-            kept = [t for t in out if t not in self.engine._stop_ids]
+            decoded = self.engine._greedy(self.llm, tokens)
+            kept = [t for t in decoded if t not in self.engine._stop_ids]
             text = self.llm.detokenize(kept).decode("utf-8", errors="replace")
             return whole_sentences(text) if self.engine.stats.capped else text
         import numpy as np
