@@ -367,7 +367,7 @@ class ConstrainedReport:
 
 
 def evaluate_constrained(
-    model: ChatModel, steps: Sequence[Step], *, variant_matcher: bool = True
+    model: ChatModel, steps: Sequence[Step], *, variant_matcher: bool = False
 ) -> ConstrainedReport:
     """Each gold step predicted as the graph would ask for it: within `agent.choices` of its history."""
     import time
