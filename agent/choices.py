@@ -21,6 +21,7 @@ from agent.chat_model import ChatMessage, ToolCall
 from agent.tool_specs import IDENTIFY_TOOLS, WRITE_TOOLS
 
 SlotKind = Literal["one", "many", "text"]
+NOT_POSSIBLE_MARK = "Error: not possible now:"  # the start of prompts.not_possible
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
 ADDRESS_FIELDS = ("address1", "address2", "city", "state", "country", "zip")
@@ -214,6 +215,7 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
         if message.role == "user":
             facts.customer_texts.append(message.content)
             facts.last_tool = None
+            facts.last_write_done = False  # a new message: what was done is reported already
         for made in message.tool_calls:
             calls[made.id] = made
         if message.role != "tool":
@@ -222,7 +224,8 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
         name = message.name or (call.name if call else "")
         facts.last_tool = name
         facts.last_write_done = False
-        if call is not None and (name in READ_ONCE or name in IDENTIFY_TOOLS):
+        refused = message.content.startswith(NOT_POSSIBLE_MARK)  # never ran: no reason not to run it later
+        if call is not None and not refused and (name in READ_ONCE or name in IDENTIFY_TOOLS):
             facts.reads.add(_read_key(name, call.arguments))  # a failed read is not worth repeating either
         data = _json(message.content)
         if message.content.startswith("Error") or (data is None and name not in IDENTIFY_TOOLS):

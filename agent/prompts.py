@@ -58,7 +58,7 @@ def orders_not_found(order_ids: list[str]) -> str:
 
 def not_possible(tool: str) -> str:
     """The tool message for a call outside what is possible now (a backend that ignored the choices)."""
-    return f"Error: {tool} with these arguments is not possible now; nothing was done."
+    return f"Error: not possible now: {tool} with these arguments; nothing was done."
 
 
 def too_long(limit: int) -> str:

@@ -453,11 +453,6 @@ def test_several_writes_in_one_request_each_wait_for_their_own_yes(
     assert db.get_order(third)["status"] == "cancelled" and db.get_order(fourth)["status"] == "pending"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent.choices.read_facts keeps last_write_done across customer messages, so reply_text stays "
-    "False and graph._reply_text repeats the last write's 'Done' line for every later reply",
-)
 def test_a_done_write_is_reported_once_and_the_next_turn_gets_its_own_reply(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
@@ -902,11 +897,6 @@ def test_orders_are_looked_up_only_within_the_customers_authorization(
     assert other_user["email"] not in shown(events) and others["items"][0]["item_id"] not in shown(events)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent.choices.read_facts records a call refused as not possible (invalid_call) as a read made, "
-    "so the read stays impossible after it becomes possible (here: after identification)",
-)
 def test_a_read_refused_before_identification_runs_after_it(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
