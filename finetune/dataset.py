@@ -12,6 +12,7 @@ from typing import Any
 from finetune.pii import ScrubReport, scrub_conversation
 from finetune.transcripts import ReadReport, Transcript, read_transcripts
 from specialist.errors import InvalidTranscript
+from specialist.jsonio import read_jsonl
 
 SFT_TRAIN, SFT_VAL, DPO_TRAIN, DPO_VAL = (
     "sft_train.jsonl",
@@ -192,12 +193,6 @@ def build_dataset(
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return DatasetBuild(out_dir=out_dir, manifest=manifest)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """All JSON rows of a file."""
-    with path.open() as fh:
-        return [json.loads(line) for line in fh if line.strip()]
 
 
 __all__ = ["build_dataset", "read_jsonl", "step_action"]

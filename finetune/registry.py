@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import shutil
 import time
 from functools import lru_cache
@@ -15,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from finetune.base_model import SMOLLM2_ID, cached_base_dir, file_sha256, smollm2_ref
 from finetune.train import RUN_FILE
 from specialist.errors import Conflict, GateFailed, ModelUnavailable, NotFound
+from specialist.jsonio import read_json, write_json
 
 if TYPE_CHECKING:
     from finetune.settings import FinetuneSettings
@@ -190,15 +189,13 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
     if not path.exists():
         raise NotFound(f"no run at {run_dir}")
-    data: dict[str, Any] = json.loads(path.read_text())
+    data: dict[str, Any] = read_json(path)
     return data
 
 
 def write_run(run_dir: Path, record: dict[str, Any]) -> None:
     """Atomically rewrite a run record."""
-    tmp = run_dir / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, run_dir / RUN_FILE)
+    write_json(run_dir / RUN_FILE, record)
 
 
 def run_record_for_serving(
@@ -210,7 +207,7 @@ def run_record_for_serving(
     merged_type: str = DEFAULT_MERGED_TYPE,
 ) -> dict[str, Any]:
     """The live-model record of a trained run (base weights + its adapter)."""
-    base = json.loads((run_dir / "base.json").read_text())
+    base = read_json(run_dir / "base.json")
     ref = smollm2_ref()
     record = {
         "name": run_dir.name,
@@ -257,15 +254,12 @@ class ModelRegistry:
     def _history(self) -> list[dict[str, Any]]:
         if not self.registry_path.exists():
             return []
-        data = json.loads(self.registry_path.read_text())
+        data = read_json(self.registry_path)
         history: list[dict[str, Any]] = data.get("history", [])
         return history
 
     def _save(self, history: list[dict[str, Any]]) -> None:
-        self.registry_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.registry_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"history": history}, indent=2))
-        os.replace(tmp, self.registry_path)
+        write_json(self.registry_path, {"history": history})
 
     def list_runs(self) -> list[dict[str, Any]]:
         """Every run with its kind, status and gate result; the live one is marked."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from retrieval.embedder import SparseVector
 from retrieval.passage import SearchMode
 from retrieval.store import DENSE, INDEXED_FIELDS, SPARSE, Hit, QueryFilter, StoredPoint
 from specialist.errors import KnowledgeBaseUnavailable
+from specialist.jsonio import read_json, write_json
 
 _BATCH = 512
 
@@ -199,15 +199,16 @@ class EdgeCatalog:
         path = self.data_dir / "CURRENT.json"
         if not path.exists():
             return {"current": None, "previous": None}
-        data = json.loads(path.read_text())
+        data = read_json(path)
         return {"current": data.get("current"), "previous": data.get("previous")}
 
     def _write_pointer(self, current: str | None, previous: str | None) -> None:
-        tmp = self.data_dir / "CURRENT.json.tmp"
-        tmp.write_text(json.dumps({"current": current, "previous": previous}))
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.data_dir / "CURRENT.json")
+        write_json(
+            self.data_dir / "CURRENT.json",
+            {"current": current, "previous": previous},
+            indent=None,
+            fsync=True,
+        )
 
     def current(self) -> str | None:
         """Name of the version searches use."""

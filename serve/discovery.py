@@ -7,11 +7,12 @@ and `specialist kb ...` send their writes to it instead of opening the engine th
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from specialist.jsonio import read_json, write_json
 
 if TYPE_CHECKING:
     from serve.auth import KeyStore
@@ -43,17 +44,12 @@ class Discovery:
         self._key_id, self._keys = issued.principal.key_id, keys
         host = settings.serve.host if settings.serve.host not in ("0.0.0.0", "::") else "127.0.0.1"
         record = {"url": f"http://{host}:{settings.serve.port}", "pid": os.getpid(), "key": issued.secret}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh)
-        os.replace(tmp, self.path)
+        write_json(self.path, record, indent=None, mode=0o600)  # it holds a write key
 
     def withdraw(self) -> None:
         """Remove the file and revoke its key."""
         try:
-            current = json.loads(self.path.read_text())
+            current = read_json(self.path)
             if current.get("pid") == os.getpid():
                 self.path.unlink()
         except (OSError, ValueError):
@@ -66,7 +62,7 @@ class Discovery:
 def find_service(path: Path) -> ServiceAddress | None:
     """The running service advertised at `path`, or None (a stale file of a dead process is ignored)."""
     try:
-        record = json.loads(Path(path).read_text())
+        record = read_json(path)
         address = ServiceAddress(url=str(record["url"]), pid=int(record["pid"]), key=str(record["key"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

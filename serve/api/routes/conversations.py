@@ -13,7 +13,7 @@ from serve.api.protocol import ConversationList, ConversationOut, HistoryOut, Me
 from serve.api.security import customer_only, customer_or_engineer, services
 from serve.auth import Principal
 from serve.logs import conversation_id_var
-from serve.services import Services
+from serve.services import Services, jsonable
 from serve.turns import Turn, TurnEvent
 from specialist.errors import InvalidInput
 
@@ -50,7 +50,7 @@ def history(
     """The conversation's messages so far (also after a restart of the service)."""
     conv = svc.conversations.get_for(conversation_id, who)
     conversation_id_var.set(conv.id)
-    messages = [_jsonable(m) for m in svc.agent().history(conv.id)]
+    messages = [jsonable(m) for m in svc.agent().history(conv.id)]
     return {"conversation": conv.to_dict(), "messages": messages}
 
 
@@ -131,11 +131,3 @@ async def send_message(
 
     headers = {"X-Conversation-ID": conv.id, "X-Model": model_name}
     return EventSourceResponse(sse(), ping=15, headers=headers)
-
-
-def _jsonable(message: Any) -> Any:
-    for attr in ("to_dict", "to_openai", "model_dump"):
-        fn = getattr(message, attr, None)
-        if callable(fn):
-            return fn()
-    return message
