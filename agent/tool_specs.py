@@ -101,17 +101,19 @@ TOOL_SPECS: list[ToolSpec] = [
     _spec("think", "Think privately; no effect.", {"thought": _s()}),
 ]
 
-WRITE_TOOLS: frozenset[str] = frozenset(
-    {
-        "cancel_pending_order",
-        "modify_pending_order_address",
-        "modify_pending_order_items",
-        "modify_pending_order_payment",
-        "modify_user_address",
-        "return_delivered_order_items",
-        "exchange_delivered_order_items",
-    }
+# The tools that change an account or an order: the graph runs each only after the customer's explicit yes,
+# and the systems take an idempotency key for each. This is their one definition; the CRM owns the
+# address, billing the rest (`agent.systems`).
+CRM_WRITE_TOOLS: tuple[str, ...] = ("modify_user_address",)
+BILLING_WRITE_TOOLS: tuple[str, ...] = (
+    "cancel_pending_order",
+    "modify_pending_order_address",
+    "modify_pending_order_items",
+    "modify_pending_order_payment",
+    "return_delivered_order_items",
+    "exchange_delivered_order_items",
 )
+WRITE_TOOLS: frozenset[str] = frozenset((*CRM_WRITE_TOOLS, *BILLING_WRITE_TOOLS))
 IDENTIFY_TOOLS: frozenset[str] = frozenset({"find_user_id_by_email", "find_user_id_by_name_zip"})
 TOOL_NAMES: frozenset[str] = frozenset(spec["function"]["name"] for spec in TOOL_SPECS)
 

@@ -13,10 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agent.systems.billing import WRITE_OPERATIONS as BILLING_WRITES
 from agent.systems.billing import Billing
 from agent.systems.crm import ADDRESS_FIELDS, CRM
-from agent.tool_specs import TOOL_SPECS, WRITE_TOOLS
+from agent.tool_specs import BILLING_WRITE_TOOLS, CRM_WRITE_TOOLS, TOOL_SPECS, WRITE_TOOLS
 from specialist.errors import InvalidInput, NotFound, SpecialistError, ToolDenied
 
 ANOTHER_CUSTOMER = "I can only help the customer I identified in this conversation, with their own account."
@@ -228,7 +227,7 @@ class SupportTools:
     def write(self, name: str, arguments: dict[str, Any], *, idempotency_key: str) -> dict[str, Any]:
         """Perform a confirmed write, once per idempotency key."""
         self.authorize_write(name, arguments)
-        system = self.crm if name == "modify_user_address" else self.billing
+        system = self.crm if name in CRM_WRITE_TOOLS else self.billing
         result: dict[str, Any] = getattr(system, name)(
             **_system_arguments(name, arguments), idempotency_key=idempotency_key
         )
@@ -237,7 +236,7 @@ class SupportTools:
     def check_write(self, name: str, arguments: dict[str, Any], *, idempotency_key: str) -> None:
         """Raise what billing would refuse about this write now, changing nothing (CRM writes pass)."""
         self.authorize_write(name, arguments)
-        if name in BILLING_WRITES:
+        if name in BILLING_WRITE_TOOLS:
             self.billing.check_write(
                 name, _system_arguments(name, arguments), idempotency_key=idempotency_key
             )

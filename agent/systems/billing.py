@@ -10,17 +10,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from agent.store.database import RetailDatabase
 from agent.systems.crm import check_address
+from agent.tool_specs import BILLING_WRITE_TOOLS
 from specialist.errors import InvalidInput, PolicyViolation
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
-WRITE_OPERATIONS = (
-    "cancel_pending_order",
-    "modify_pending_order_address",
-    "modify_pending_order_items",
-    "modify_pending_order_payment",
-    "return_delivered_order_items",
-    "exchange_delivered_order_items",
-)
+WRITE_OPERATIONS = BILLING_WRITE_TOOLS  # the writes billing owns
 _DRY_RUN: ContextVar[bool] = ContextVar("billing_dry_run", default=False)
 
 

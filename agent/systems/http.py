@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from agent.systems.billing import WRITE_OPERATIONS
+from agent.tool_specs import BILLING_WRITE_TOOLS, CRM_WRITE_TOOLS, WRITE_TOOLS
 from specialist import errors
 from specialist.errors import BackendUnavailable, SpecialistError
 
@@ -27,10 +27,10 @@ CRM_OPERATIONS = (
     "get_product_details",
     "get_item_details",
     "list_all_product_types",
-    "modify_user_address",
+    *CRM_WRITE_TOOLS,
 )
-BILLING_OPERATIONS = (*WRITE_OPERATIONS, "refund_amount", "check_write")
-WRITES = frozenset({"modify_user_address", *BILLING_OPERATIONS} - {"refund_amount", "check_write"})
+BILLING_OPERATIONS = (*BILLING_WRITE_TOOLS, "refund_amount", "check_write")
+WRITES = WRITE_TOOLS  # the operations that take an Idempotency-Key
 
 
 class _HttpSystem:
