@@ -16,7 +16,7 @@ from agent.settings import AgentSettings
 from agent.store.database import AgentRecords, RetailDatabase
 from agent.systems.billing import Billing, SqliteBilling
 from agent.systems.crm import CRM, SqliteCRM
-from agent.tools import KnowledgeBaseLike
+from agent.tools import KnowledgeBaseLike, Session
 from specialist.errors import BackendUnavailable, Conflict, InvalidInput
 
 EventType = Literal[
@@ -170,8 +170,8 @@ class SupportAgent:
         with self._lock(conversation_id):
             snapshot = self._graph.get_state(self._config(conversation_id))
             values = snapshot.values or {}
-            owner = values.get("user_id") or values.get("token_user_id")
-            if customer_id is not None and owner is not None and owner != customer_id:
+            session = Session(user_id=values.get("user_id"), token_user_id=values.get("token_user_id"))
+            if not session.admits(customer_id):
                 yield AgentEvent("error", {"message": "This conversation belongs to another customer."})
                 yield AgentEvent("done", {})
                 return

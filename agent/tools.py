@@ -31,11 +31,24 @@ class KnowledgeBaseLike(Protocol):
 
 @dataclass
 class Session:
-    """Who the conversation belongs to, and what the customer has typed (identity must come from them)."""
+    """Who the conversation belongs to, and what the customer has typed (identity must come from them).
+
+    The one place the agent decides ownership: the customer it identified, else the API token's customer.
+    Once either is known, no other customer is served in this conversation (`admits`).
+    """
 
     user_id: str | None = None
     token_user_id: str | None = None
     customer_texts: list[str] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str | None:
+        """The customer this conversation is bound to, if any yet."""
+        return self.user_id or self.token_user_id
+
+    def admits(self, customer_id: str | None) -> bool:
+        """Whether `customer_id` may act in this conversation (anyone while it is bound to nobody)."""
+        return customer_id is None or self.owner is None or self.owner == customer_id
 
 
 @dataclass
@@ -135,8 +148,7 @@ class SupportTools:
             raise ToolDenied("I can only identify you with details you give me yourself.")
 
     def _bind(self, user_id: str) -> str:
-        bound = self.session.user_id or self.session.token_user_id
-        if bound is not None and bound != user_id:
+        if not self.session.admits(user_id):
             raise ToolDenied(ANOTHER_CUSTOMER)
         self.session.user_id = user_id
         return user_id

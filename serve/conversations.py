@@ -47,7 +47,11 @@ def _row(row: Any) -> Conversation:
 
 
 class ConversationStore:
-    """Creates conversations and enforces that a customer only ever reaches their own."""
+    """Creates conversations and enforces that a customer only ever reaches their own.
+
+    Every route that takes a conversation id goes through `get_for`: the API's one ownership check. The
+    agent is then handed the owner recorded here and binds the conversation to it.
+    """
 
     def __init__(self, db: StateDB) -> None:
         self._db = db

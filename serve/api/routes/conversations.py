@@ -88,7 +88,8 @@ async def send_message(
 
     try:
         turn = Turn(
-            run=lambda: agent.respond(conv.id, body.text, customer_id=who.customer_id),
+            # the owner `get_for` vouched for: the agent binds the conversation to it (agent.tools.Session)
+            run=lambda: agent.respond(conv.id, body.text, customer_id=conv.customer_id),
             executor=svc.executor,
             metrics=svc.metrics,
             conversation_id=conv.id,
