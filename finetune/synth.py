@@ -527,7 +527,8 @@ def _close(b: Builder) -> None:
         )
 
 
-def _summary(order: dict[str, Any]) -> str:
+def order_summary(order: dict[str, Any]) -> str:
+    """One line on an order from its record: id, status and item names."""
     items = ", ".join(i["name"] for i in order["items"])
     return f"Order {order['order_id']} is {order['status']}: {items}."
 
@@ -623,7 +624,7 @@ def _product_id_of_item(b: Builder, item_id: str) -> str:
     raise KeyError(item_id)
 
 
-def _propose(b: Builder, action: Action) -> None:
+def propose_write(b: Builder, action: Action) -> None:
     """The model proposes the write; the graph keeps it pending and lists the details itself.
 
     This is exactly the history the agent graph builds (agent/graph.py `gate`): the proposed call, a
@@ -646,7 +647,7 @@ def _write_flow(b: Builder, action: Action, request: str) -> None:
     if action.name == "cancel_pending_order" and not _has_reason(request):
         b.say(b.rng.choice(ASK_REASON).format(order=order_id), "ask")
         b.user(b.rng.choice(REASON_GIVE[action.args["reason"]]))
-    _propose(b, action)
+    propose_write(b, action)
     if b.rng.random() < 0.15:
         b.user(pick(b.rng, NO, b.split))
         b.say(prompts.NOT_CONFIRMED + " Anything else I can help with?", "acknowledge")
@@ -697,7 +698,7 @@ def converse_status(b: Builder, user_id: str) -> None:
         )
         b.user(pick(b.rng, ORDER_GIVE, b.split).format(order=order_id))
     b.call("get_order_details", {"order_id": order_id}, "lookup")
-    b.say(_summary(b.tools.orders[order_id]), "answer")
+    b.say(order_summary(b.tools.orders[order_id]), "answer")
     _close(b)
 
 
@@ -742,7 +743,7 @@ def converse_other_customer(b: Builder, user_id: str, other_id: str) -> None:
     order_id = b.rng.choice(user["orders"])
     _open(b, user_id, user, pick(b.rng, INTENT_PHRASES["status"], b.split).format(order=order_id))
     b.call("get_order_details", {"order_id": order_id}, "lookup")
-    b.say(_summary(b.tools.orders[order_id]), "answer")
+    b.say(order_summary(b.tools.orders[order_id]), "answer")
     first, last = _full_name(other)
     b.user(
         b.rng.choice(OTHER_CUSTOMER).format(
@@ -772,7 +773,7 @@ def converse_handoff(b: Builder, user_id: str) -> None:
     if "{order}" in text and b.rng.random() < 0.5:
         _open(b, user_id, user, pick(b.rng, INTENT_PHRASES["status"], b.split).format(order=order_id))
         b.call("get_order_details", {"order_id": order_id}, "lookup")
-        b.say(_summary(b.tools.orders[order_id]), "answer")
+        b.say(order_summary(b.tools.orders[order_id]), "answer")
         b.user(text.format(order=order_id))
     else:
         b.user(pick(b.rng, GREETINGS, b.split) + text.format(order=order_id))

@@ -129,7 +129,12 @@ def ensure_dataset(config: TrainConfig) -> Path:
     from finetune.synth import synth_demo, synth_tasks, write_jsonl
 
     raw = folder / "transcripts.jsonl"
-    if config.recipe == "demo":
+    if config.recipe == "people":
+        from finetune.people import synth_people
+
+        people = synth_people(config.synth_conversations, data_dir=Path(config.data_dir), seed=config.seed)
+        write_jsonl(people, raw)
+    elif config.recipe == "demo":
         write_jsonl(synth_demo(config.synth_conversations, split="train", seed=config.seed), raw)
     elif config.recipe == "tasks":
         write_jsonl(synth_tasks(Path(config.data_dir), split="train", seed=config.seed), raw)

@@ -128,15 +128,22 @@ def gate(
 @finetune_app.command()
 def synth(
     out: Path = typer.Option(..., help="Output JSONL."),
-    recipe: str = typer.Option("demo", help="demo (own templates + demo store) | tasks (retail task specs)."),
-    n: int = typer.Option(500, help="Conversations (demo recipe; tasks: at most)."),
+    recipe: str = typer.Option(
+        "demo",
+        help="demo (own templates + demo store) | tasks (retail task specs) | people (customers who write "
+        "like the dev replays: retail task specs when --data-dir has them, plus the demo store).",
+    ),
+    n: int = typer.Option(500, help="Conversations (demo and people recipes; tasks: at most)."),
     split: str = typer.Option("train", help="train | heldout (held-out specs, store seed and phrasings)."),
     seed: int = typer.Option(0),
-    data_dir: Path = typer.Option(Path("../shared/data/retail"), help="Retail folder (tasks recipe)."),
+    data_dir: Path = typer.Option(Path("../shared/data/retail"), help="Retail folder (tasks, people)."),
 ) -> None:
     """Synthesize support transcripts in the documented JSONL format."""
+    from finetune.people import PeopleReport, synth_people
     from finetune.synth import synth_demo, synth_tasks, write_jsonl
     from specialist.errors import InvalidInput
+
+    report = PeopleReport()
 
     def go() -> int:
         if split not in {"train", "heldout"}:
@@ -145,9 +152,14 @@ def synth(
             return write_jsonl(synth_demo(n, split=split, seed=seed), out)  # type: ignore[arg-type]
         if recipe == "tasks":
             return write_jsonl(synth_tasks(data_dir, split=split, seed=seed, limit=n), out)  # type: ignore[arg-type]
-        raise InvalidInput(f"unknown recipe {recipe!r} (demo | tasks)")
+        if recipe == "people":
+            records = synth_people(n, data_dir=data_dir, split=split, seed=seed, report=report)  # type: ignore[arg-type]
+            return write_jsonl(records, out)
+        raise InvalidInput(f"unknown recipe {recipe!r} (demo | tasks | people)")
 
-    typer.echo(json.dumps({"written": _run(go), "out": str(out)}))
+    written = _run(go)
+    extra = {"report": report.to_json()} if recipe == "people" else {}
+    typer.echo(json.dumps({"written": written, "out": str(out), **extra}))
 
 
 @finetune_app.command("build-dataset")
