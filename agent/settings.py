@@ -64,7 +64,7 @@ class AgentSettings(BaseModel):
     postgres_url: str | None = None
     refund_approval_threshold: float = Field(default=500.0, ge=0)
     max_message_chars: int = Field(default=4000, ge=1)
-    max_steps_per_turn: int = Field(default=8, ge=1)
+    max_steps_per_turn: int = Field(default=12, ge=1)  # identify, profile, up to ~6 orders, product, proposal
     # How the new item of an exchange or item change is chosen, both constrained: "model" lets the model pick
     # among all available variants; "matcher" first keeps the variants whose option values best fit the
     # customer's words. On the dev replays' 47 swap steps the matcher kept the gold variant in 23% of them,

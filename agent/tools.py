@@ -230,7 +230,7 @@ class SupportTools:
         """Passages of the store's policies that match the query."""
         if self.kb is None:
             raise NotFound("The policy library is not available right now.")
-        return list(self.kb.search(query, k=3))
+        return list(self.kb.search(query, k=5))
 
     def calculate(self, expression: str) -> float:
         """Arithmetic for the customer's amounts."""
