@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from agent.chat_model import ChatModel
 from finetune.gate import GateResult, GateThresholds, run_gate, write_report
@@ -18,9 +18,10 @@ from finetune.registry import (
 )
 from finetune.train import write_model_card
 from specialist.errors import NotFound
+from specialist.live_model import LiveModel
 
 
-def record_for(spec: str, registry: ModelRegistry) -> dict[str, Any]:
+def record_for(spec: str, registry: ModelRegistry) -> LiveModel:
     """The serving record of a named model."""
     if spec == "base":
         return base_record()
@@ -32,7 +33,7 @@ def record_for(spec: str, registry: ModelRegistry) -> dict[str, Any]:
     if (path / "run.json").exists():
         return run_record_for_serving(path)
     if (path / "adapter_config.json").exists():
-        return {**base_record(), "name": path.name, "kind": "adapter", "adapter_dir": str(path)}
+        return replace(base_record(), name=path.name, kind="adapter", adapter_dir=str(path))
     return run_record_for_serving(registry.run_dir(spec))
 
 

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import shutil
 import time
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from finetune.base_model import SMOLLM2_ID, cached_base_dir, file_sha256, smollm
 from finetune.train import RUN_FILE
 from specialist.errors import Conflict, GateFailed, ModelUnavailable, NotFound
 from specialist.jsonio import read_json, write_json
+from specialist.live_model import LiveModel
 
 if TYPE_CHECKING:
     from finetune.settings import FinetuneSettings
@@ -80,13 +82,13 @@ def gguf_lora(adapter_dir: Path, base_gguf: Path, cache_dir: Path = GGUF_LORA_DI
         return None
 
 
-def with_gguf_lora(record: dict[str, Any], cache_dir: Path = GGUF_LORA_DIR) -> dict[str, Any]:
+def with_gguf_lora(record: LiveModel, cache_dir: Path = GGUF_LORA_DIR) -> LiveModel:
     """The record plus `gguf_lora` (what makes the in-process backend run it on llama.cpp)."""
-    adapter, base = record.get("adapter_dir"), record.get("base_gguf")
+    adapter, base = record.adapter_dir, record.base_gguf
     if not adapter or not base or not (Path(adapter) / "adapter_model.safetensors").exists():
         return record
     lora = gguf_lora(Path(adapter), Path(base), cache_dir)
-    return {**record, "gguf_lora": str(lora) if lora else None}
+    return replace(record, gguf_lora=str(lora) if lora else None)
 
 
 def merged_gguf(
@@ -111,33 +113,33 @@ def merged_gguf(
 
 
 def serving_record(
-    record: dict[str, Any],
+    record: LiveModel,
     gguf_dir: Path = GGUF_LORA_DIR,
     *,
     base_dir: Path = GGUF_BASE_DIR,
     base_type: str = DEFAULT_BASE_TYPE,
     merged_type: str = DEFAULT_MERGED_TYPE,
-) -> dict[str, Any]:
+) -> LiveModel:
     """The record with the files llama.cpp serves it from: `base_gguf` (the re-quantized base), `gguf_lora`
     (the adapter as a GGUF LoRA) and, unless `merged_type` is "off", `gguf_merged` (both in one file)."""
     record = with_gguf_lora(with_serving_base(record, base_dir, base_type), gguf_dir)
-    lora = record.get("gguf_lora")
-    if merged_type == "off" or not lora or not record.get("base_gguf"):
+    lora = record.gguf_lora
+    if merged_type == "off" or not lora or not record.base_gguf:
         return record
-    merged = merged_gguf(Path(record["base_gguf"]), Path(lora), merged_type, gguf_dir)
-    return {**record, "gguf_merged": str(merged)} if merged else record
+    merged = merged_gguf(Path(record.base_gguf), Path(lora), merged_type, gguf_dir)
+    return replace(record, gguf_merged=str(merged)) if merged else record
 
 
 def with_serving_base(
-    record: dict[str, Any], cache_dir: Path = GGUF_BASE_DIR, weight_type: str = DEFAULT_BASE_TYPE
-) -> dict[str, Any]:
+    record: LiveModel, cache_dir: Path = GGUF_BASE_DIR, weight_type: str = DEFAULT_BASE_TYPE
+) -> LiveModel:
     """The record with `base_gguf` = the re-quantized base llama.cpp serves; `base_gguf_source` keeps the
     shipped file (what the transformers weights in `base_dir` come from)."""
-    source = record.get("base_gguf_source") or record.get("base_gguf")
+    source = record.base_gguf_source or record.base_gguf
     if not source:
         return record
     serving = serving_base_gguf(Path(source), weight_type, cache_dir)
-    return {**record, "base_gguf_source": str(source), "base_gguf": str(serving)}
+    return replace(record, base_gguf_source=str(source), base_gguf=str(serving))
 
 
 def default_record(
@@ -147,7 +149,7 @@ def default_record(
     base_type: str = DEFAULT_BASE_TYPE,
     merged_type: str = DEFAULT_MERGED_TYPE,
     serving: bool = True,
-) -> dict[str, Any]:
+) -> LiveModel:
     """The committed default model: SmolLM2-135M-Instruct + the shipped LoRA adapter.
 
     With `serving=False` only what identifies it: nothing is converted (the serving weights, the GGUF LoRA
@@ -155,32 +157,32 @@ def default_record(
     """
     ref = smollm2_ref()
     adapter = DEFAULT_MODEL_DIR / "adapter"
-    record = {
-        "name": "default",
-        "kind": "default",
-        "base_model": SMOLLM2_ID,
-        "base_gguf": str(ref.gguf_path),
-        "adapter_dir": str(adapter) if (adapter / "adapter_config.json").exists() else None,
-        "prompt_format": "compact",
-    }
+    record = LiveModel(
+        name="default",
+        kind="default",
+        base_model=SMOLLM2_ID,
+        base_gguf=str(ref.gguf_path),
+        adapter_dir=str(adapter) if (adapter / "adapter_config.json").exists() else None,
+        prompt_format="compact",
+    )
     if not serving:
         return record
-    record["base_dir"] = str(cached_base_dir(ref))
+    record = replace(record, base_dir=str(cached_base_dir(ref)))
     return serving_record(record, gguf_dir, base_dir=base_dir, base_type=base_type, merged_type=merged_type)
 
 
-def base_record(*, base_dir: Path = GGUF_BASE_DIR, base_type: str = DEFAULT_BASE_TYPE) -> dict[str, Any]:
+def base_record(*, base_dir: Path = GGUF_BASE_DIR, base_type: str = DEFAULT_BASE_TYPE) -> LiveModel:
     """The untuned base model (for comparisons)."""
     ref = smollm2_ref()
-    record = {
-        "name": "base-smollm2",
-        "kind": "base",
-        "base_model": SMOLLM2_ID,
-        "base_gguf": str(ref.gguf_path),
-        "base_dir": str(cached_base_dir(ref)),
-        "adapter_dir": None,
-        "prompt_format": "compact",
-    }
+    record = LiveModel(
+        name="base-smollm2",
+        kind="base",
+        base_model=SMOLLM2_ID,
+        base_gguf=str(ref.gguf_path),
+        base_dir=str(cached_base_dir(ref)),
+        adapter_dir=None,
+        prompt_format="compact",
+    )
     return with_serving_base(record, base_dir, base_type)
 
 
@@ -205,19 +207,19 @@ def run_record_for_serving(
     base_dir: Path = GGUF_BASE_DIR,
     base_type: str = DEFAULT_BASE_TYPE,
     merged_type: str = DEFAULT_MERGED_TYPE,
-) -> dict[str, Any]:
+) -> LiveModel:
     """The live-model record of a trained run (base weights + its adapter)."""
     base = read_json(run_dir / "base.json")
     ref = smollm2_ref()
-    record = {
-        "name": run_dir.name,
-        "kind": "run",
-        "base_model": base.get("model_id", SMOLLM2_ID),
-        "base_gguf": str(ref.gguf_path),
-        "base_dir": str(cached_base_dir(ref)),
-        "adapter_dir": str(run_dir / "adapter"),
-        "prompt_format": base.get("prompt_format", "compact"),
-    }
+    record = LiveModel(
+        name=run_dir.name,
+        kind="run",
+        base_model=base.get("model_id", SMOLLM2_ID),
+        base_gguf=str(ref.gguf_path),
+        base_dir=str(cached_base_dir(ref)),
+        adapter_dir=str(run_dir / "adapter"),
+        prompt_format=base.get("prompt_format", "compact"),
+    )
     return serving_record(record, gguf_dir, base_dir=base_dir, base_type=base_type, merged_type=merged_type)
 
 
@@ -263,7 +265,7 @@ class ModelRegistry:
 
     def list_runs(self) -> list[dict[str, Any]]:
         """Every run with its kind, status and gate result; the live one is marked."""
-        live = self.live(serving=False).get("name")
+        live = self.live(serving=False).name
         out = []
         if self.runs_dir.exists():
             for run_dir in sorted(p for p in self.runs_dir.iterdir() if (p / RUN_FILE).exists()):
@@ -273,21 +275,22 @@ class ModelRegistry:
                 out.append(rec)
         return out
 
-    def live(self, *, serving: bool = True) -> dict[str, Any]:
+    def live(self, *, serving: bool = True) -> LiveModel:
         """The live-model record: the last promotion, or the committed default model.
 
         `serving=False` (listings, checks) names it without deriving the files that serve it.
         """
         return self._live_after(self._history(), serving=serving)
 
-    def _live_after(self, history: list[dict[str, Any]], *, serving: bool = True) -> dict[str, Any]:
+    def _live_after(self, history: list[dict[str, Any]], *, serving: bool = True) -> LiveModel:
         """The record that is live when `history` holds these promotions (none: the committed default)."""
         # the serving GGUFs are (re)derived, never trusted from the history: a cleared cache converts again
         if not history:
             return default_record(self.gguf_dir, serving=serving, **self._types())
+        last = LiveModel.from_dict(history[-1])
         if not serving:
-            return dict(history[-1])
-        return serving_record(dict(history[-1]), self.gguf_dir, **self._types())
+            return last
+        return serving_record(last, self.gguf_dir, **self._types())
 
     def _types(self) -> dict[str, Any]:
         return {"base_dir": self.base_gguf_dir, "base_type": self.base_type, "merged_type": self.merged_type}
@@ -301,7 +304,7 @@ class ModelRegistry:
             raise NotFound(f"no run {run_id!r} in {self.runs_dir}")
         return path
 
-    def promote(self, run_id: str, *, merged: bool = False) -> dict[str, Any]:
+    def promote(self, run_id: str, *, merged: bool = False) -> LiveModel:
         """Make a gated run live: export what vLLM loads and record it (refused with the reason otherwise)."""
         run_dir = self.run_dir(run_id)
         run = read_run(run_dir)
@@ -312,23 +315,27 @@ class ModelRegistry:
             )
         if not gate.get("passed"):
             raise GateFailed(f"run {run_id} failed its gate: {gate.get('reason', 'no reason recorded')}")
-        if self.live(serving=False).get("name") == run_id:
+        if self.live(serving=False).name == run_id:
             raise Conflict(f"run {run_id} is already live")
-        record = run_record_for_serving(run_dir, self.gguf_dir, **self._types())
-        for cached in ("gguf_lora", "gguf_merged"):
-            record.pop(cached, None)  # cache paths; live() derives them
-        record["base_gguf"] = record.pop("base_gguf_source", record["base_gguf"])
-        record["export_dir"] = str(export_adapter(run_dir, merged=merged))
-        record["promoted_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        record["gate"] = {k: gate.get(k) for k in ("passed", "reason", "data_sha256")}
+        serving = run_record_for_serving(run_dir, self.gguf_dir, **self._types())
+        record = replace(
+            serving,
+            gguf_lora=None,  # cache paths; live() derives them
+            gguf_merged=None,
+            base_gguf=serving.base_gguf_source or serving.base_gguf,  # the shipped file, not the cached copy
+            base_gguf_source=None,
+            export_dir=str(export_adapter(run_dir, merged=merged)),
+            promoted_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            gate={k: gate.get(k) for k in ("passed", "reason", "data_sha256")},
+        )
         history = self._history()
-        history.append(record)
+        history.append(record.to_dict())
         self._save(history)
         run["status"] = "promoted"
         write_run(run_dir, run)
         return record
 
-    def rollback(self) -> dict[str, Any]:
+    def rollback(self) -> LiveModel:
         """Make the previously live model live again (the default model after the first promotion)."""
         history = self._history()
         if not history:
@@ -351,10 +358,10 @@ class ModelRegistry:
         if history:
             keep_records.append(self._live_after(history[:-1]))  # what `rollback` restores
         keep = {
-            Path(record[key]).resolve()
+            Path(path).resolve()
             for record in keep_records
-            for key in ("gguf_lora", "gguf_merged")
-            if record.get(key)
+            for path in (record.gguf_lora, record.gguf_merged)
+            if path
         }
         removed = []
         for path in sorted(self.gguf_dir.glob("*.gguf")) if self.gguf_dir.exists() else []:

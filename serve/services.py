@@ -182,7 +182,7 @@ class Services:
         live = self.registry().live()
         # A promoted run reloads in place; the default or base model is rebuilt from settings (for vLLM
         # that addresses the model it was started with instead of a runtime-loaded adapter).
-        if current is not None and self._fixed_model is None and live.get("kind") == "run":
+        if current is not None and self._fixed_model is None and live.kind == "run":
             reload = getattr(current.inner, "reload", None)
             if callable(reload):
                 reload(live)

@@ -8,12 +8,13 @@ from agent.backends.openai_http import OpenAIChatModel
 from agent.chat_model import ChatModel
 from agent.settings import EngineOptions, ModelSettings
 from specialist.errors import ModelUnavailable
+from specialist.live_model import LiveModel
 
 __all__ = ["OpenAIChatModel", "build_backend", "local_model_from_record"]
 
 
 def local_model_from_record(
-    record: dict[str, Any],
+    record: LiveModel,
     *,
     engine: str = "auto",
     max_new_tokens: int = 256,
@@ -38,11 +39,11 @@ def local_model_from_record(
     return TransformersChatModel.from_record(record, max_new_tokens=max_new_tokens)
 
 
-def runs_on_llama_cpp(record: dict[str, Any]) -> bool:
+def runs_on_llama_cpp(record: LiveModel) -> bool:
     """Whether llama.cpp can serve the record as it is: the base GGUF, and the adapter's GGUF LoRA if any."""
-    if not record.get("base_gguf"):
+    if not record.base_gguf:
         return False
-    return not record.get("adapter_dir") or bool(record.get("gguf_lora") or record.get("gguf_merged"))
+    return not record.adapter_dir or bool(record.gguf_lora or record.gguf_merged)
 
 
 def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel:
@@ -61,7 +62,7 @@ def build_backend(settings: ModelSettings, *, registry: Any = None) -> ChatModel
         )
         if registry is not None:
             live = registry.live()
-            if live.get("kind") == "run":
+            if live.kind == "run":
                 model.reload(live)
         return model
     if settings.backend in {"local", "llama.cpp", "transformers"}:

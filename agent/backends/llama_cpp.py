@@ -17,6 +17,7 @@ from agent.decoding import Trace, choose
 from agent.settings import EngineOptions, ModelSettings
 from agent.tool_format import END_OF_TURN, chat_messages, chatml, parse_reply
 from specialist.errors import ModelUnavailable
+from specialist.live_model import LiveModel
 from specialist.openmp import configure_openmp, libgomp_loaded, threads_sleep, threads_spin_first
 
 log = logging.getLogger(__name__)
@@ -321,12 +322,12 @@ class LlamaCppChatModel:
         self.last_trace = Trace()
         self._llm, self.repacked = self._load(gguf, lora)
         self._stop_ids = self._stops(self._llm)
-        self.record: dict[str, Any] = {"base_gguf": str(gguf), "gguf_lora": str(lora) if lora else None}
+        self.record: LiveModel | None = None  # the live-model record it serves, when built from one
 
     @classmethod
     def from_record(
         cls,
-        record: dict[str, Any],
+        record: LiveModel,
         *,
         max_new_tokens: int = 256,
         **options: Unpack[EngineOptions],
@@ -336,11 +337,11 @@ class LlamaCppChatModel:
         model = cls(
             gguf,
             lora=lora,
-            name=str(record.get("name", "llama.cpp")),
+            name=record.name,
             max_new_tokens=max_new_tokens,
             **options,
         )
-        model.record = dict(record)
+        model.record = record
         return model
 
     def _load(self, gguf: Path, lora: Path | None) -> tuple[Any, bool]:
@@ -363,7 +364,7 @@ class LlamaCppChatModel:
         )
         return llm, repack
 
-    def reload(self, record: dict[str, Any]) -> None:
+    def reload(self, record: LiveModel) -> None:
         """Swap in another live model without restarting."""
         gguf, lora = _model_files(record)
         llm, repacked = self._load(gguf, lora)
@@ -371,8 +372,8 @@ class LlamaCppChatModel:
         with self._lock:
             self._llm, self._stop_ids, self.repacked = llm, stops, repacked
             self.reused_tokens = 0
-            self.name = str(record.get("name", self.name))
-            self.record = dict(record)
+            self.name = record.name
+            self.record = record
 
     def close(self) -> None:
         """Free the weights (after the call in progress); later calls fail with ModelUnavailable."""
@@ -528,19 +529,21 @@ class LlamaCppChatModel:
             yield word if i == 0 else " " + word
 
 
-def _model_files(record: dict[str, Any]) -> tuple[Path, Path | None]:
+def _model_files(record: LiveModel) -> tuple[Path, Path | None]:
     """The GGUF files of a record: the merged model (`gguf_merged`) when there is one, else the base and the
     adapter's GGUF LoRA. An adapter record with neither is refused: llama.cpp would silently serve the bare
     base model."""
-    if record.get("gguf_merged"):
-        return Path(record["gguf_merged"]), None
-    if record.get("adapter_dir") and not record.get("gguf_lora"):
+    if record.gguf_merged:
+        return Path(record.gguf_merged), None
+    if record.adapter_dir and not record.gguf_lora:
         raise ModelUnavailable(
-            f"model {record.get('name', '?')!r} has an adapter but no GGUF LoRA export; "
+            f"model {record.name!r} has an adapter but no GGUF LoRA export; "
             "serve it with backend=transformers"
         )
-    lora = record.get("gguf_lora")
-    return Path(record["base_gguf"]), Path(lora) if lora else None
+    if not record.base_gguf:
+        raise ModelUnavailable(f"model {record.name!r} has no GGUF file for llama.cpp")
+    lora = record.gguf_lora
+    return Path(record.base_gguf), Path(lora) if lora else None
 
 
 class _LlamaScorer:

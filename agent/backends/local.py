@@ -12,6 +12,7 @@ from agent.choices import Choices
 from agent.decoding import Trace, choose
 from agent.tool_format import END_OF_TURN, parse_reply, prompt_text
 from specialist.errors import ModelUnavailable
+from specialist.live_model import LiveModel
 
 
 class TransformersChatModel:
@@ -34,18 +35,18 @@ class TransformersChatModel:
         self._model, self._tokenizer = self._load(base_dir, adapter_dir)
         self._prefix: dict[str, Any] = {}
         self.last_trace = Trace()
-        self.record: dict[str, Any] = {"base_dir": str(base_dir), "adapter_dir": str(adapter_dir or "")}
+        self.record: LiveModel | None = None  # the live-model record it serves, when built from one
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], *, max_new_tokens: int = 256) -> TransformersChatModel:
+    def from_record(cls, record: LiveModel, *, max_new_tokens: int = 256) -> TransformersChatModel:
         """Build from a live-model record (`base_dir`, optional `adapter_dir`, `name`)."""
         model = cls(
-            Path(record["base_dir"]),
-            adapter_dir=Path(record["adapter_dir"]) if record.get("adapter_dir") else None,
-            name=str(record.get("name", "local")),
+            _base_dir(record),
+            adapter_dir=Path(record.adapter_dir) if record.adapter_dir else None,
+            name=record.name,
             max_new_tokens=max_new_tokens,
         )
-        model.record = dict(record)
+        model.record = record
         return model
 
     @staticmethod
@@ -70,15 +71,15 @@ class TransformersChatModel:
         model.eval()
         return model, tokenizer
 
-    def reload(self, record: dict[str, Any]) -> None:
+    def reload(self, record: LiveModel) -> None:
         """Swap in another live model (e.g. a newly promoted adapter) without restarting."""
-        adapter = Path(record["adapter_dir"]) if record.get("adapter_dir") else None
-        model, tokenizer = self._load(Path(record["base_dir"]), adapter)
+        adapter = Path(record.adapter_dir) if record.adapter_dir else None
+        model, tokenizer = self._load(_base_dir(record), adapter)
         with self._lock:
             self._model, self._tokenizer = model, tokenizer
             self._prefix = {}
-            self.name = str(record.get("name", self.name))
-            self.record = dict(record)
+            self.name = record.name
+            self.record = record
 
     def prompt(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> str:
         """The exact prompt text the model sees."""
@@ -279,3 +280,10 @@ class _TransformersScorer:
             if stop in text:
                 return text.split(stop)[0]
         return text
+
+
+def _base_dir(record: LiveModel) -> Path:
+    """The transformers weights of a record's base (ModelUnavailable for a record without them)."""
+    if not record.base_dir:
+        raise ModelUnavailable(f"model {record.name!r} has no transformers weights (base_dir)")
+    return Path(record.base_dir)

@@ -14,6 +14,7 @@ from agent.choices import Choices
 from agent.tool_format import parse_reply
 from agent.tool_specs import TOOL_SPECS
 from specialist.errors import BackendUnavailable, ModelUnavailable
+from specialist.live_model import LiveModel
 
 
 class OpenAIChatModel:
@@ -149,11 +150,11 @@ class OpenAIChatModel:
                 f"the server did not load adapter {lora_name} ({resp.status_code}): {resp.text[:200]}"
             )
 
-    def reload(self, record: dict[str, Any]) -> None:
+    def reload(self, record: LiveModel) -> None:
         """Serve a newly promoted run: load its exported adapter into vLLM and address it by name."""
-        path = record.get("export_dir") or record.get("adapter_dir")
+        path = record.export_dir or record.adapter_dir
         if not path:
             raise ModelUnavailable("the live record has no adapter to load")
-        self.load_lora_adapter(str(record["name"]), str(path))
-        self.model = str(record["name"])
+        self.load_lora_adapter(record.name, path)
+        self.model = record.name
         self.name = f"openai:{self.model}"

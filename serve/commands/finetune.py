@@ -191,9 +191,9 @@ def list_models(as_json: bool = typer.Option(False, "--json")) -> None:
     runs = _run(registry.list_runs)
     live = _run(registry.live)
     if as_json:
-        typer.echo(json.dumps({"live": live, "runs": runs}, indent=2))
+        typer.echo(json.dumps({"live": live.to_dict(), "runs": runs}, indent=2))
         return
-    typer.echo(f"live: {live.get('name')} ({live.get('kind')})")
+    typer.echo(f"live: {live.name} ({live.kind})")
     for r in runs:
         gate_info = r.get("gate") or {}
         verdict = "not gated" if not gate_info else ("passed" if gate_info.get("passed") else "failed")
@@ -208,14 +208,14 @@ def promote(
 ) -> None:
     """Make a gated run live (refused with the reason otherwise); serving picks it up without a restart."""
     record = _run(lambda: _registry().promote(run_id, merged=merged))
-    typer.echo(json.dumps(record, indent=2))
+    typer.echo(json.dumps(record.to_dict(), indent=2))
 
 
 @models_app.command()
 def rollback() -> None:
     """Make the previously live model live again."""
     record = _run(_registry().rollback)
-    typer.echo(f"live: {record.get('name')}")
+    typer.echo(f"live: {record.name}")
 
 
 @models_app.command("prune-cache")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,7 @@ from agent.settings import ModelSettings
 from agent.tool_specs import TOOL_SPECS
 from finetune.base_model import smollm2_gguf_path
 from specialist.errors import BackendUnavailable, ModelUnavailable
+from specialist.live_model import LiveModel
 
 # llama-cpp-python's OpenAI-compatible server on the base GGUF (AMX weight repacking off: it crashes here)
 SERVER = (
@@ -73,7 +75,7 @@ def test_openai_backend_against_a_real_server(llama_server: str) -> None:
 def test_runtime_lora_load_is_reported_when_the_server_lacks_it(llama_server: str) -> None:
     model = OpenAIChatModel(llama_server, "smollm2", timeout_s=30)
     with pytest.raises(ModelUnavailable, match="did not load adapter"):
-        model.reload({"name": "run-1", "export_dir": "/nowhere/adapter"})
+        model.reload(LiveModel(name="run-1", kind="run", export_dir="/nowhere/adapter"))
     assert model.model == "smollm2"  # still serving what it served
 
 
@@ -119,11 +121,11 @@ def test_the_in_process_engine_follows_the_record_and_the_setting(tmp_path: Path
     from finetune.registry import base_record, default_record
 
     default = default_record(tmp_path / "gguf")
-    assert default["gguf_lora"] and Path(default["gguf_lora"]).parent == tmp_path / "gguf"
-    assert Path(default["gguf_merged"]).parent == tmp_path / "gguf"
+    assert default.gguf_lora and Path(default.gguf_lora).parent == tmp_path / "gguf"
+    assert Path(default.gguf_merged).parent == tmp_path / "gguf"
     assert runs_on_llama_cpp(default) and runs_on_llama_cpp(base_record())
-    assert runs_on_llama_cpp({**default, "gguf_lora": None})  # the merged file alone serves it
-    unconverted = {**default, "gguf_lora": None, "gguf_merged": None}
+    assert runs_on_llama_cpp(replace(default, gguf_lora=None))  # the merged file alone serves it
+    unconverted = replace(default, gguf_lora=None, gguf_merged=None)
     assert not runs_on_llama_cpp(unconverted)
 
     fast = local_model_from_record(base_record(), max_new_tokens=4)

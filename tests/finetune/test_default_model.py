@@ -19,7 +19,7 @@ def test_committed_default_model_is_complete() -> None:
     for name in ("gate.md", "gate.png", "README.md", "config.json", "data.json", "base.json"):
         assert (DEFAULT_MODEL_DIR / name).exists(), name
     assert json.loads((DEFAULT_MODEL_DIR / "run.json").read_text())["gate"]["passed"]
-    assert default_record()["adapter_dir"] == str(adapter)
+    assert default_record().adapter_dir == str(adapter)
 
 
 def test_default_model_passes_the_gate_on_fresh_heldout(tmp_path: Path) -> None:

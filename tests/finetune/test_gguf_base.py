@@ -38,12 +38,12 @@ def test_the_fast_base_is_converted_once_and_reused(tmp_path: Path, weight_type:
 def test_records_serve_the_fast_base_and_keep_the_shipped_one(tmp_path: Path) -> None:
     assert DEFAULT_BASE_TYPE == "f16"
     base = base_record(base_dir=tmp_path / "base")
-    assert Path(base["base_gguf"]).parent == tmp_path / "base" and base["base_gguf"].endswith("-f16.gguf")
-    assert base["base_gguf_source"] == str(smollm2_gguf_path())
+    assert Path(base.base_gguf).parent == tmp_path / "base" and base.base_gguf.endswith("-f16.gguf")
+    assert base.base_gguf_source == str(smollm2_gguf_path())
     default = default_record(tmp_path / "lora", base_dir=tmp_path / "base")
-    assert default["base_gguf"] == base["base_gguf"] and default["gguf_lora"]
+    assert default.base_gguf == base.base_gguf and default.gguf_lora
     as_shipped = base_record(base_dir=tmp_path / "base", base_type="source")
-    assert as_shipped["base_gguf"] == as_shipped["base_gguf_source"] == str(smollm2_gguf_path())
+    assert as_shipped.base_gguf == as_shipped.base_gguf_source == str(smollm2_gguf_path())
 
 
 def test_a_base_that_cannot_be_requantized_is_served_as_it_is(

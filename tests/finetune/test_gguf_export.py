@@ -104,12 +104,12 @@ def test_llama_cpp_with_the_lora_answers_like_transformers_with_the_adapter(
 
     torch.set_num_threads(1)
     record = default_record(exported.parent, base_dir=tmp_path / "base")
-    assert record["gguf_lora"] == str(exported)
+    assert record.gguf_lora == str(exported)
     # llama.cpp serves the base re-quantized (DEFAULT_BASE_TYPE), transformers the float32 of the shipped one
-    assert record["base_gguf"] == str(
+    assert record.base_gguf == str(
         serving_base_gguf(smollm2_gguf_path(), DEFAULT_BASE_TYPE, tmp_path / "base")
     )
-    assert record["base_gguf"] != record["base_gguf_source"] == str(smollm2_gguf_path())
+    assert record.base_gguf != record.base_gguf_source == str(smollm2_gguf_path())
     fast = local_model_from_record(record, max_new_tokens=24)
     assert isinstance(fast, LlamaCppChatModel)
     slow = TransformersChatModel.from_record(record, max_new_tokens=24)
@@ -171,8 +171,8 @@ def test_the_merged_model_computes_what_base_plus_lora_computes(exported: Path, 
     record = default_record(exported.parent, base_dir=tmp_path / "base")
     served = local_model_from_record(record, max_new_tokens=40)
     assert isinstance(served, LlamaCppChatModel)
-    assert Path(record["gguf_merged"]).name.endswith("-q8_0.gguf") and Path(record["gguf_merged"]).exists()
-    assert served._llm.model_path == record["gguf_merged"] and served._llm.lora_path is None
+    assert Path(record.gguf_merged).name.endswith("-q8_0.gguf") and Path(record.gguf_merged).exists()
+    assert served._llm.model_path == record.gguf_merged and served._llm.lora_path is None
     q8 = _last_logits(served, tokens)
     assert int(q8.argmax()) == int(want.argmax()) and float(np.abs(q8 - want).max()) < 0.5 * spread
 

@@ -41,7 +41,7 @@ def registry(tmp_path: Path, sft_run: RunResult) -> ModelRegistry:
 
 def test_promotion_is_refused_without_a_passed_gate(registry: ModelRegistry) -> None:
     # naming the live model converts nothing (a listing on a cold cache once took longer than a request may)
-    assert registry.live(serving=False)["kind"] == "default"
+    assert registry.live(serving=False).kind == "default"
     assert [r["live"] for r in registry.list_runs()] == [False]
     assert not registry.gguf_dir.exists() and not registry.base_gguf_dir.exists()
     with pytest.raises(GateFailed, match="has not been gated"):
@@ -54,7 +54,7 @@ def test_promotion_is_refused_without_a_passed_gate(registry: ModelRegistry) -> 
         registry.promote("cand")
     with pytest.raises(NotFound):
         registry.promote("../etc")
-    assert registry.live()["kind"] == "default"
+    assert registry.live().kind == "default"
 
 
 def test_a_real_gate_that_fails_writes_its_report(registry: ModelRegistry, tmp_path: Path) -> None:
@@ -87,28 +87,26 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     msgs = [ChatMessage("user", "hello")]
     before = serving._model.model.layers[29].mlp.down_proj.weight.clone()
 
-    default_lora = registry.live()["gguf_lora"]
+    default_lora = registry.live().gguf_lora
     assert Path(default_lora).parent == registry.gguf_dir
 
     record = registry.promote("cand")
-    assert registry.live()["name"] == "cand" and record["export_dir"].endswith("export/adapter")
+    assert registry.live().name == "cand" and record.export_dir.endswith("export/adapter")
     # llama.cpp serves the promoted adapter from its own cached GGUF conversion (keyed by the adapter)
     assert "gguf_lora" not in json.loads(registry.registry_path.read_text())["history"][-1]
     # and the base from its converted copy, while the history keeps the shipped file
     live = registry.live()
-    assert (
-        json.loads(registry.registry_path.read_text())["history"][-1]["base_gguf"] == live["base_gguf_source"]
-    )
-    assert Path(live["base_gguf"]).parent == registry.base_gguf_dir and Path(live["base_gguf"]).exists()
-    run_lora = Path(registry.live()["gguf_lora"])
+    assert json.loads(registry.registry_path.read_text())["history"][-1]["base_gguf"] == live.base_gguf_source
+    assert Path(live.base_gguf).parent == registry.base_gguf_dir and Path(live.base_gguf).exists()
+    run_lora = Path(registry.live().gguf_lora)
     assert run_lora.exists() and run_lora.parent == registry.gguf_dir and str(run_lora) != default_lora
     # llama.cpp serves base and adapter merged into one file, derived like the rest, never kept in history
-    merged = Path(live["gguf_merged"])
+    merged = Path(live.gguf_merged)
     assert merged.exists() and merged.parent == registry.gguf_dir and merged.name.endswith("-q8_0.gguf")
     assert "gguf_merged" not in json.loads(registry.registry_path.read_text())["history"][-1]
     unmerged = ModelRegistry(registry.runs_dir, registry.registry_path, merged_type="off")
-    assert "gguf_merged" not in unmerged.live()
-    assert (Path(record["export_dir"]) / "adapter_config.json").exists()
+    assert unmerged.live().gguf_merged is None
+    assert (Path(record.export_dir) / "adapter_config.json").exists()
     assert read_run(run_dir)["status"] == "promoted"
     with pytest.raises(Conflict, match="already live"):
         registry.promote("cand")
@@ -127,14 +125,14 @@ def test_promote_rollback_and_reload(registry: ModelRegistry) -> None:
     assert merged.exists() and run_lora.exists() and Path(default_lora).exists()
     assert registry.prune_cache() == []
 
-    assert registry.rollback()["name"] == "default"
+    assert registry.rollback().name == "default"
     with pytest.raises(Conflict, match="nothing to roll back"):
         registry.rollback()
     assert json.loads(registry.registry_path.read_text())["history"] == []
     # with the default live again, the rolled-back run's conversions are pruned, the default's kept
     pruned = registry.prune_cache()
     assert run_lora in pruned and merged in pruned and not run_lora.exists()
-    assert Path(registry.live()["gguf_lora"]).exists() and Path(registry.live()["gguf_merged"]).exists()
+    assert Path(registry.live().gguf_lora).exists() and Path(registry.live().gguf_merged).exists()
 
 
 def test_merged_export_matches_base_plus_adapter(registry: ModelRegistry, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from agent.chat_model import ChatMessage
 from agent.tool_format import END_OF_TURN, chat_messages, chatml
 from agent.tool_specs import TOOL_SPECS
 from finetune.base_model import smollm2_gguf_path
+from specialist.live_model import LiveModel
 
 
 def test_lookup_draft_continues_the_latest_earlier_match() -> None:
@@ -188,7 +189,9 @@ def test_decode_threads_come_from_the_settings_and_change_no_token(engine) -> No
     from agent.backends import local_model_from_record
 
     one = local_model_from_record(
-        {"name": "base", "base_gguf": str(smollm2_gguf_path())}, max_new_tokens=48, decode_threads=1
+        LiveModel(name="base", kind="base", base_gguf=str(smollm2_gguf_path())),
+        max_new_tokens=48,
+        decode_threads=1,
     )
     assert one.decode_threads == 1 and engine.decode_threads == 2  # type: ignore[attr-defined]
     system = ChatMessage("system", "You are the support agent of an online store.")
