@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +21,9 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WAIT_S = 60
+# The README's picture of the chat page, rewritten by the cited-answer test when UPDATE_SCREENSHOTS=1 (left
+# alone otherwise, so that a test run does not change a tracked file).
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "chat.png"
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +122,11 @@ def test_customer_chats_and_sees_a_cited_answer(browser: Any, site: tuple[str, d
     )
     # The key left the address bar once stored.
     assert "key=" not in browser.current_url
+    picture = browser.get_screenshot_as_png()
+    assert picture.startswith(b"\x89PNG")
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        SCREENSHOT.write_bytes(picture)
 
 
 def test_customer_sees_the_hand_off_state(browser: Any, site: tuple[str, dict[str, str]]) -> None:
