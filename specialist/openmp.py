@@ -22,7 +22,7 @@ def configure_openmp() -> None:
       for nothing; next to a training job one model call took 86 s instead of 4 s.
     - *...after a short spin* (`GOMP_SPINCOUNT`): llama.cpp starts one parallel region per decoding step,
       about a millisecond apart. A thread that sleeps at once is woken for every step, and 2 decoding
-      threads were then slower than 1; spinning across those gaps made 2 threads ~30% faster (README).
+      threads were then slower than 1; spinning across those gaps made 2 threads ~30% faster (docs/engine.md).
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("GOMP_SPINCOUNT", str(SPIN_COUNT))
