@@ -50,6 +50,11 @@ def _vague_request(db: RetailDatabase) -> tuple[dict[str, Any], dict[str, Any], 
     raise LookupError("no such customer in the seeded store")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the shipped default (agent-v3, trained before the choices convention) replies after the first "
+    "order lookup instead of looking through the profile's orders; the `people` recipe's retrain is pending",
+)
 def test_a_vague_request_ends_in_the_right_orders_lookup(
     make_agent: Callable[..., Any], db: RetailDatabase, default_model: Any
 ) -> None:
