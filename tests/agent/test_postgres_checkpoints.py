@@ -55,7 +55,10 @@ def test_conversation_and_pending_write_survive_a_restart(
     model = ScriptedChatModel()
     agent = make_agent(model, postgres_url=pg_url)
     identify(agent, model, user)
-    model._script[:0] = [call("cancel_pending_order", order_id=oid, reason="no longer needed")]
+    model._script[:0] = [
+        call("get_order_details", order_id=oid),  # a write is possible only on an order looked up
+        call("cancel_pending_order", order_id=oid, reason="no longer needed"),
+    ]
     events = turn(agent, f"cancel {oid}, I no longer need it")
     assert oid in message(events) and "yes" in message(events)
     pending = agent.state("c1")["pending"]
@@ -86,7 +89,10 @@ def test_refund_waiting_for_approval_survives_a_restart(
     model = ScriptedChatModel()
     agent = make_agent(model, refund_approval_threshold=1.0, postgres_url=pg_url)
     identify(agent, model, user)
-    model._script[:0] = [call("cancel_pending_order", order_id=oid, reason="no longer needed")]
+    model._script[:0] = [
+        call("get_order_details", order_id=oid),  # a write is possible only on an order looked up
+        call("cancel_pending_order", order_id=oid, reason="no longer needed"),
+    ]
     turn(agent, f"cancel {oid}")
     events = turn(agent, "yes")
     assert [e.type for e in events if e.type == "approval_pending"] == ["approval_pending"]

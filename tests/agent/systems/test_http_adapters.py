@@ -103,6 +103,7 @@ def test_agent_acts_through_the_http_adapters(base_url: str, db: RetailDatabase,
         [
             ChatReply(tool_calls=[ToolCall("find_user_id_by_email", {"email": user["email"]}, "c1")]),
             ChatReply(text="Found you."),
+            ChatReply(tool_calls=[ToolCall("get_order_details", {"order_id": order_id}, "c3")]),
             ChatReply(
                 tool_calls=[
                     ToolCall(
