@@ -271,8 +271,8 @@ class CountingModel:
 class DecisionOnly:
     """A model's constrained steps without the words of a reply, for teacher-forced scoring: only the action
     is scored, and the decision (a call or a reply, which tool, which values) is made before any reply text
-    (`agent.decoding.choose`), so it is the same. Greedy reply text was ~60% of the base model's scoring
-    time on 8 dev steps."""
+    (`agent.decoding.choose`), so it is the same: on the first 10 dev steps the base model made the same
+    decisions in 184 s instead of 210 s (a shared, loaded CPU)."""
 
     def __init__(self, inner: ChatModel) -> None:
         self.inner = inner
