@@ -302,7 +302,7 @@ def replay_conversation(replay: dict[str, Any]) -> list[tuple[list[dict[str, Any
 
 def replay_steps(path: Path, *, limit: int | None = None) -> list[Step]:
     """The model's steps of the dev replays (gold tool calls, write proposals included)."""
-    from agent.tool_specs import TOOL_SPECS
+    from agent.tool_specs import TOOL_SPECS, WRITE_TOOLS
 
     steps: list[Step] = []
     with path.open() as fh:
@@ -320,15 +320,9 @@ def replay_steps(path: Path, *, limit: int | None = None) -> list[Step]:
                 ],
             }
             prompt = [ChatMessage.from_openai(m) for m in history]
-            category = "write" if call["name"] in _write_tools() else "lookup"
+            category = "write" if call["name"] in WRITE_TOOLS else "lookup"
             steps.append(Step(str(replay.get("id")), index, category, prompt, gold, list(TOOL_SPECS)))
     return steps
-
-
-def _write_tools() -> frozenset[str]:
-    from agent.tool_specs import WRITE_TOOLS
-
-    return WRITE_TOOLS
 
 
 def _pairs(args: dict[str, Any]) -> list[tuple[Any, Any]]:
