@@ -230,6 +230,11 @@ class SupportAgent:
         """Hand-off tickets, oldest first."""
         return self.records.tickets()
 
+    def forget(self, conversation_id: str) -> None:
+        """Delete a conversation's checkpoints (its customer's account data was deleted)."""
+        with self._lock(conversation_id):
+            self._checkpointer.delete_thread(conversation_id)
+
     def close(self) -> None:
         """Close the checkpointer's connection (and the store if the agent opened it)."""
         conn = getattr(self._checkpointer, "conn", None)

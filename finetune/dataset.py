@@ -56,19 +56,33 @@ def in_validation(conversation_id: str, fraction: float) -> bool:
     return bucket < fraction
 
 
+REVIEWED_ONLY = "reviewed"  # metadata.targets of live exports: only reviewed steps are training targets
+
+
 def sft_examples(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each assistant step as the target given the conversation before it (tools included)."""
+    """Each assistant step as the target given the conversation before it (tools included).
+
+    A corrected step's target is its correction. In a record whose `metadata.targets` is `reviewed` (a live
+    export) only the steps a reviewer corrected or marked good (`metadata.good_steps`) are targets.
+    """
+    meta = record.get("metadata") or {}
+    corrected = {int(c["index"]): c["message"] for c in record.get("corrections") or []}
+    reviewed_only = meta.get("targets") == REVIEWED_ONLY
+    good = {int(i) for i in meta.get("good_steps") or []}
     out = []
     for i, msg in enumerate(record["messages"]):
         if msg["role"] != "assistant" or step_category(record, i) == GRAPH_STEP:
             continue
+        if reviewed_only and i not in corrected and i not in good:
+            continue
+        target = {**corrected[i], "role": "assistant"} if i in corrected else msg
         out.append(
             {
                 "conversation_id": record["id"],
                 "step": i,
                 "category": step_category(record, i),
                 "prompt": record["messages"][:i],
-                "completion": [msg],
+                "completion": [target],
                 "tools": record.get("tools") or [],
             }
         )
@@ -142,6 +156,44 @@ def _write(rows: list[dict[str, Any]], path: Path) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
+def _fraction(key: str) -> float:
+    return int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def _weighted(rows: list[dict[str, Any]], weight_of: dict[str, float], *, sft: bool) -> list[dict[str, Any]]:
+    """Rows repeated by their source's weight: 2.5 keeps every row twice and half of them a third time
+    (chosen by a hash, so reproducible); 0.5 keeps half. SFT copies get their own conversation id, since the
+    packer folds identical steps of one conversation into one sequence."""
+    out = []
+    for row in rows:
+        weight = weight_of.get(row["conversation_id"], 1.0)
+        whole, part = int(weight), weight - int(weight)
+        copies = whole + (
+            1 if part > 0 and _fraction(f"{row['conversation_id']}:{row['step']}") < part else 0
+        )
+        for k in range(copies):
+            out.append({**row, "conversation_id": f"{row['conversation_id']}~{k}"} if sft and k else row)
+    return out
+
+
+def live_summary(path: Path, records: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a live export (`specialist transcripts export`) brought: its hash, counts and date range."""
+    live = [r for r in records if (r.get("metadata") or {}).get("source") == "live"]
+    if not live:
+        return None
+    created = sorted(str(r["metadata"].get("created_at", "")) for r in live)
+    return {
+        "path": str(path),
+        "sha256": content_hash(path),
+        "conversations": len(live),
+        "corrections": sum(len(r.get("corrections") or []) for r in live),
+        "reviewed_steps": sum(len(r["metadata"].get("reviews") or []) for r in live),
+        "ratings": sum(len(r["metadata"].get("ratings") or []) for r in live),
+        "first": created[0] or None,
+        "last": created[-1] or None,
+    }
+
+
 def build_dataset(
     sources: Sequence[Path],
     out_dir: Path,
@@ -149,14 +201,27 @@ def build_dataset(
     val_fraction: float = 0.1,
     scrub: bool = True,
     pii_mode: str = "placeholder",
+    weights: Sequence[float] | None = None,
 ) -> DatasetBuild:
-    """Read transcripts, scrub PII, write SFT/DPO train/validation files and a manifest with hashes."""
+    """Read transcripts, scrub PII, write SFT/DPO train/validation files and a manifest with hashes.
+
+    `weights` (one per source) repeats or thins each source's training rows: the mix of live exports
+    and synthesized transcripts a config asks for (`TrainConfig.mix`)."""
+    if weights is not None and (len(weights) != len(sources) or any(w < 0 for w in weights)):
+        raise InvalidTranscript("give one weight of 0 or more per source")
     transcripts: list[Transcript] = []
     reports: dict[str, ReadReport] = {}
-    for src in sources:
+    weight_of: dict[str, float] = {}
+    live: list[dict[str, Any]] = []
+    for n, src in enumerate(sources):
         got, rep = read_transcripts(src, require_any=False)
         transcripts += got
         reports[str(src)] = rep
+        for t in got:
+            weight_of[t.id] = float(weights[n]) if weights is not None else 1.0
+        summary = live_summary(src, [t.to_json() for t in got])
+        if summary is not None:
+            live.append({**summary, "weight": weight_of[got[0].id]})
     if not transcripts:
         details = "; ".join(f"{s}: {'; '.join(r.lines()[:3]) or 'empty'}" for s, r in reports.items())
         raise InvalidTranscript(f"no usable conversation in the input ({details})")
@@ -176,6 +241,9 @@ def build_dataset(
         DPO_TRAIN: _dedupe(dpo_pairs(train), ("prompt", "chosen", "rejected")),
         DPO_VAL: _dedupe(dpo_pairs(val), ("prompt", "chosen", "rejected")),
     }
+    if weights is not None:
+        files[SFT_TRAIN] = _weighted(files[SFT_TRAIN], weight_of, sft=True)
+        files[DPO_TRAIN] = _weighted(files[DPO_TRAIN], weight_of, sft=False)
     for name, rows in files.items():
         _write(rows, out_dir / name)
     _write(train, out_dir / "conversations_train.jsonl")
@@ -190,6 +258,8 @@ def build_dataset(
         },
         "scrub": {**scrub_report.to_json(), "mode": pii_mode} if scrub else None,
         "skipped": {s: r.lines() for s, r in reports.items() if r.skipped},
+        "weights": {str(s): float(w) for s, w in zip(sources, weights, strict=True)} if weights else None,
+        "live": live,
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return DatasetBuild(out_dir=out_dir, manifest=manifest)

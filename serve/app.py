@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from agent.chat_model import ChatModel
 from serve.api.errors import install_error_handlers
 from serve.api.middleware import RequestContext
-from serve.api.routes import conversations, documents, health, models, operations, pages
+from serve.api.routes import conversations, documents, health, models, operations, pages, review
 from serve.discovery import Discovery
 from serve.logs import configure_logging
 from serve.services import Services
@@ -60,7 +60,7 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (health, conversations, documents, models, operations, pages):
+    for module in (health, conversations, documents, models, operations, review, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=pages.WEB_DIR), name="static")
     app.add_middleware(RequestContext, metrics=services.metrics, max_body_bytes=settings.serve.max_body_bytes)

@@ -107,11 +107,34 @@ class ConversationStore:
                 ).fetchall()
         return [_row(r) for r in rows]
 
-    def record_turn(self, conversation_id: str, *, handed_off: bool) -> None:
-        """Count a finished turn and remember a hand-off."""
+    def record_turn(self, conversation_id: str, *, handed_off: bool) -> int:
+        """Count a finished turn and remember a hand-off; returns the turn's number (1 for the first)."""
         with self._db.connect() as conn:
             conn.execute(
                 "UPDATE conversations SET turns = turns + 1, updated_at = ?, "
                 "handed_off = MAX(handed_off, ?) WHERE id = ?",
                 (time.time(), int(handed_off), conversation_id),
             )
+            row = conn.execute("SELECT turns FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+        return int(row["turns"]) if row is not None else 0
+
+    def of_customer(self, customer_id: str) -> list[Conversation]:
+        """Every conversation of one customer, oldest first."""
+        with self._db.connect() as conn:
+            rows = conn.execute(
+                "SELECT * FROM conversations WHERE customer_id = ? ORDER BY created_at", (customer_id,)
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def since(self, since: float | None = None) -> list[Conversation]:
+        """Every conversation updated at or after `since` (all without it), oldest first."""
+        with self._db.connect() as conn:
+            rows = conn.execute(
+                "SELECT * FROM conversations WHERE updated_at >= ? ORDER BY created_at", (since or 0.0,)
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def delete(self, conversation_id: str) -> None:
+        """Remove a conversation's record (its customer's account data was deleted)."""
+        with self._db.connect() as conn:
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))

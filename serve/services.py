@@ -15,6 +15,7 @@ from serve.auth import KeyStore
 from serve.breaker import BackendBreaker
 from serve.conversations import ConversationStore
 from serve.demo_policy import DemoPolicy
+from serve.feedback import FeedbackStore
 from serve.metering import MeteredChatModel, MeteredKnowledgeBase
 from serve.metrics import Metrics
 from serve.rate_limit import RateLimiter
@@ -54,6 +55,7 @@ class Services:
         self.db = StateDB(settings.serve.state_path)
         self.keys = KeyStore(self.db)
         self.conversations = ConversationStore(self.db)
+        self.feedback = FeedbackStore(self.db)
         self.rate_limiter = RateLimiter(
             per_minute=settings.serve.rate_limit_per_minute, burst=settings.serve.rate_limit_burst
         )
@@ -195,6 +197,22 @@ class Services:
                 self._agent.set_model(metered)
         log.info("model swapped", extra={"model": metered.name})
         return metered.name
+
+    def erase_customer(self, customer_id: str) -> list[str]:
+        """Delete a customer's conversations (records, ratings, flags, reviews, checkpoints); their ids.
+
+        The account policy's deletion of account data: nothing of these conversations reaches a later export.
+        """
+        ids = [c.id for c in self.conversations.of_customer(customer_id)]
+        if not ids:
+            return []
+        agent = self.agent()
+        for conversation_id in ids:
+            agent.forget(conversation_id)
+        self.feedback.erase(ids)
+        for conversation_id in ids:
+            self.conversations.delete(conversation_id)
+        return ids
 
     def documents_from_records(self, records: list[dict[str, Any]], *, source: str) -> list[Any]:
         """Validate JSON document records into the ingest room's documents (InvalidDocument names the id)."""

@@ -1,4 +1,4 @@
-"""The service's own SQLite database (keys, conversation ownership); one short connection per call."""
+"""The service's own SQLite database (keys, conversations, ratings, flags, reviews); one connection."""
 
 from __future__ import annotations
 
@@ -33,6 +33,44 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS conversations_by_customer ON conversations (customer_id, updated_at);
+CREATE TABLE IF NOT EXISTS turn_texts (
+    conversation_id TEXT NOT NULL,
+    turn INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (conversation_id, turn)
+);
+CREATE TABLE IF NOT EXISTS ratings (
+    conversation_id TEXT NOT NULL,
+    turn INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    comment TEXT NOT NULL DEFAULT '',
+    customer_id TEXT,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (conversation_id, turn)
+);
+CREATE TABLE IF NOT EXISTS flags (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation_id TEXT NOT NULL,
+    turn INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flags_by_conversation ON flags (conversation_id, created_at);
+CREATE TABLE IF NOT EXISTS reviews (
+    conversation_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    message TEXT,
+    reviewer TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (conversation_id, step)
+);
+CREATE TABLE IF NOT EXISTS erasures (
+    conversation_id TEXT PRIMARY KEY,
+    erased_at REAL NOT NULL
+);
 """
 
 

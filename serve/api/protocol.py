@@ -71,6 +71,26 @@ class HistoryOut(BaseModel):
     messages: list[dict[str, Any]]
 
 
+class RatingIn(Strict):
+    """A customer's rating of one reply."""
+
+    value: Literal["up", "down"] = Field(description="thumbs up or thumbs down")
+    comment: str = Field(default="", max_length=2000, description="optional: what was wrong or right")
+    turn: int | None = Field(
+        default=None, ge=1, description="the turn whose reply is rated (1 = the first); default: the last"
+    )
+
+
+class RatingOut(BaseModel):
+    """A recorded rating."""
+
+    conversation_id: str
+    turn: int
+    value: Literal["up", "down"]
+    comment: str
+    created_at: float
+
+
 # -- content owners --------------------------------------------------------------------------------
 
 
@@ -155,6 +175,55 @@ class TicketList(BaseModel):
     """Hand-off tickets."""
 
     tickets: list[dict[str, Any]]
+
+
+class ReviewQueue(BaseModel):
+    """Flagged conversations, the most recently flagged first, with each flag's reason."""
+
+    conversations: list[dict[str, Any]]
+
+
+class ReviewOut(BaseModel):
+    """One conversation under review: its messages and steps as the PII scrub leaves them."""
+
+    conversation: dict[str, Any]
+    messages: list[dict[str, Any]]
+    steps: list[dict[str, Any]]
+    flags: list[dict[str, Any]]
+    ratings: list[dict[str, Any]]
+
+
+class ToolCallIn(Strict):
+    """A tool call a reviewer picks: a tool of agent.tool_specs and arguments that fit its schema."""
+
+    name: str = Field(min_length=1, max_length=100)
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepReviewIn(Strict):
+    """A verdict on one assistant step: `good`, or `corrected` with the right tool call or reply."""
+
+    verdict: Literal["good", "corrected"]
+    tool_call: ToolCallIn | None = None
+    reply: str | None = Field(default=None, max_length=4000)
+
+
+class StepReviewOut(BaseModel):
+    """A stored verdict, with who gave it and when."""
+
+    conversation_id: str
+    step: int
+    verdict: str
+    message: dict[str, Any] | None
+    reviewer: str
+    created_at: float
+
+
+class ErasureOut(BaseModel):
+    """What deleting a customer's account data removed."""
+
+    customer_id: str
+    conversations: int
 
 
 class KeyOut(BaseModel):

@@ -42,6 +42,12 @@ ROUTES: list[tuple[str, str, Any, set[str]]] = [
     ("GET", "/api/approvals", None, {"engineer"}),
     ("POST", "/api/approvals/nope", {"approved": True}, {"engineer"}),
     ("GET", "/api/tickets", None, {"engineer"}),
+    ("POST", "/api/conversations/c_x/ratings", {"value": "up"}, {"alice"}),
+    ("GET", "/api/review", None, {"engineer"}),
+    ("GET", "/api/review/export", None, {"engineer"}),
+    ("GET", "/api/review/c_x", None, {"engineer"}),
+    ("POST", "/api/review/c_x/steps/1", {"verdict": "good"}, {"engineer"}),
+    ("DELETE", "/api/customers/x/data", None, {"engineer"}),
 ]
 
 
@@ -50,7 +56,10 @@ def test_every_api_route_is_in_the_role_table(service: Service) -> None:
     documented = {
         (method.upper(), path) for path, ops in paths.items() for method in ops if path.startswith("/api/")
     }
-    tabled = {(m, p.split("?")[0].replace("c_x", "{conversation_id}")) for m, p, _, _ in ROUTES}
+    tabled = {
+        (m, p.split("?")[0].replace("c_x", "{conversation_id}").replace("steps/1", "steps/{step}"))
+        for m, p, _, _ in ROUTES
+    }
     normalise = {
         "/api/policies/returns": "/api/policies/{doc_id}",
         "/api/documents/returns": "/api/documents/{doc_id}",
@@ -58,6 +67,7 @@ def test_every_api_route_is_in_the_role_table(service: Service) -> None:
         "/api/documents/nope": "/api/documents/{doc_id}",
         "/api/models/runs/x/files/gate.png": "/api/models/runs/{run_id}/files/{name}",
         "/api/approvals/nope": "/api/approvals/{approval_id}",
+        "/api/customers/x/data": "/api/customers/{customer_id}/data",
     }
     tabled = {(m, normalise.get(p, p)) for m, p in tabled}
     assert documented == tabled
@@ -83,7 +93,8 @@ def test_roles(service: Service, method: str, path: str, body: Any, allowed: set
 def test_docs_and_pages_are_served(service: Service) -> None:
     docs = service.client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
-    for page, script in (("/chat", "chat.js"), ("/kb", "kb.js"), ("/models", "models.js")):
+    pages = (("/chat", "chat.js"), ("/kb", "kb.js"), ("/models", "models.js"), ("/review", "review.js"))
+    for page, script in pages:
         r = service.client.get(page)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and script in r.text
         assert service.client.get(f"/static/{script}").status_code == 200

@@ -9,7 +9,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from serve.api.protocol import ConversationList, ConversationOut, HistoryOut, MessageIn, TurnOut
+from serve.api.protocol import (
+    ConversationList,
+    ConversationOut,
+    HistoryOut,
+    MessageIn,
+    RatingIn,
+    RatingOut,
+    TurnOut,
+)
 from serve.api.security import customer_only, customer_or_engineer, services
 from serve.auth import Principal
 from serve.logs import conversation_id_var
@@ -84,7 +92,8 @@ async def send_message(
 
     def finish(events: list[TurnEvent]) -> None:
         svc.turn_gate.leave(conv.id)
-        svc.conversations.record_turn(conv.id, handed_off=any(e.type == "handoff" for e in events))
+        turn = svc.conversations.record_turn(conv.id, handed_off=any(e.type == "handoff" for e in events))
+        svc.feedback.record_turn(conv.id, turn=turn, text=body.text, events=events)  # flags with reasons
 
     try:
         turn = Turn(
@@ -132,3 +141,21 @@ async def send_message(
 
     headers = {"X-Conversation-ID": conv.id, "X-Model": model_name}
     return EventSourceResponse(sse(), ping=15, headers=headers)
+
+
+@router.post("/{conversation_id}/ratings", status_code=201, response_model=RatingOut, summary="Rate a reply")
+def rate_reply(
+    conversation_id: str,
+    body: RatingIn,
+    who: Principal = Depends(customer_only),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Thumbs up or down (with an optional comment) on a reply of the caller's own conversation."""
+    conv = svc.conversations.get_for(conversation_id, who)
+    if conv.turns == 0:
+        raise InvalidInput("this conversation has no reply to rate yet")
+    turn = body.turn if body.turn is not None else conv.turns
+    if turn > conv.turns:
+        raise InvalidInput(f"turn {turn} does not exist; this conversation has {conv.turns} turn(s)")
+    rating = svc.feedback.rate(conv.id, turn=turn, up=body.value == "up", comment=body.comment)
+    return {"conversation_id": conv.id, **rating.to_dict()}
