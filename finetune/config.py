@@ -26,6 +26,10 @@ class TrainConfig:
     synth_conversations: int = 1500
     data_dir: str = "../shared/data/retail"
     pii_mode: str = "placeholder"  # placeholder ([EMAIL_1]) | surrogate (consistent fake values)
+    # Transcript files to build `dataset` from when it does not exist yet, each with a weight (its training
+    # rows repeated or thinned by it): exported live conversations mixed with synthesized ones, e.g.
+    # [{path: var/exports/live.jsonl, weight: 3}, {path: var/t/train.jsonl, weight: 1}]
+    mix: list[dict[str, Any]] = field(default_factory=list)
     output_dir: str = "var/runs"
     run_name: str = ""
     seed: int = 42
@@ -84,9 +88,31 @@ class TrainConfig:
         if unknown:
             raise InvalidInput(f"unknown config keys: {', '.join(unknown)}")
         try:
-            return cls(**values)
+            config = cls(**values)
         except TypeError as exc:
             raise InvalidInput(f"bad config: {exc}") from exc
+        config.mix_sources()  # a malformed mix is refused at load, not after the base model loaded
+        return config
+
+    def mix_sources(self) -> list[tuple[Path, float]]:
+        """The `mix` entries as (transcript file, weight), or InvalidInput saying which entry is wrong."""
+        if not isinstance(self.mix, list):
+            raise InvalidInput("mix must be a list of {path: FILE.jsonl, weight: NUMBER}")
+        out = []
+        for n, entry in enumerate(self.mix):
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("path"), str)
+                or set(entry) - {"path", "weight"}
+            ):
+                raise InvalidInput(
+                    f"mix entry {n} must be {{path: FILE.jsonl, weight: NUMBER}}, got {entry!r}"
+                )
+            weight = entry.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+                raise InvalidInput(f"mix entry {n}: weight must be a number of 0 or more, got {weight!r}")
+            out.append((Path(entry["path"]), float(weight)))
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config."""

@@ -195,6 +195,22 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return data
 
 
+def live_data(run_dir: Path) -> dict[str, Any]:
+    """How much live (exported, reviewed) data a run learned from, and from which exports (data.json)."""
+    path = run_dir / "data.json"
+    exports = []
+    if path.exists():
+        try:
+            exports = list(read_json(path).get("live") or [])
+        except (ValueError, OSError):
+            exports = []
+    return {
+        "conversations": sum(int(e.get("conversations", 0)) for e in exports),
+        "corrections": sum(int(e.get("corrections", 0)) for e in exports),
+        "exports": exports,
+    }
+
+
 def write_run(run_dir: Path, record: dict[str, Any]) -> None:
     """Atomically rewrite a run record."""
     write_json(run_dir / RUN_FILE, record)
@@ -271,6 +287,7 @@ class ModelRegistry:
             for run_dir in sorted(p for p in self.runs_dir.iterdir() if (p / RUN_FILE).exists()):
                 rec = read_run(run_dir)
                 rec["path"] = str(run_dir)
+                rec["live_data"] = live_data(run_dir)
                 rec["live"] = rec.get("run_id") == live
                 out.append(rec)
         return out

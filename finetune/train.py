@@ -122,9 +122,13 @@ def pack_examples(
 
 
 def ensure_dataset(config: TrainConfig) -> Path:
-    """The dataset folder of the run; synthesized and built on first use when it does not exist."""
+    """The dataset folder of the run; built on first use from `mix` (else synthesized) if it is missing."""
     folder = Path(config.dataset)
     if (folder / MANIFEST).exists():
+        return folder
+    mix = config.mix_sources()
+    if mix:
+        build_dataset([p for p, _ in mix], folder, pii_mode=config.pii_mode, weights=[w for _, w in mix])
         return folder
     from finetune.synth import synth_demo, synth_tasks, write_jsonl
 
@@ -435,6 +439,12 @@ def write_model_card(run_dir: Path) -> None:
         f"- conversations: {data.get('conversations')}; rows: {data.get('rows')}",
         f"- PII scrub: {data.get('scrub')}",
         f"- file hashes: {json.dumps(data.get('files', {}))}",
+        *[
+            f"- live conversations: {e['conversations']} ({e['corrections']} corrections, "
+            f"weight {e['weight']}) from export `{e['path']}` (sha256 `{str(e['sha256'])[:16]}…`), "
+            f"{e['first']} to {e['last']}"
+            for e in data.get("live") or []
+        ],
         "",
         "![loss](loss.png)",
         "",

@@ -100,11 +100,34 @@ async function loadConversations() {
   } catch (err) { showError(err.message); }
 }
 
+// Thumbs up / down with an optional comment under a reply; `turn` is the customer message it answered.
+function rateControls(node, turn) {
+  const status = Api.el("span", { class: "muted", "data-testid": "rating-status" });
+  const comment = Api.el("input", { "data-testid": "rating-comment", placeholder: "what was wrong? (optional)", maxlength: "2000" });
+  async function rate(value) {
+    showError("");
+    try {
+      await Api.call("POST", `/api/conversations/${conversation.id}/ratings`, { value, comment: comment.value, turn });
+      status.textContent = value === "up" ? "thanks!" : "thanks, a colleague will look at this";
+      node.querySelectorAll(".rate button").forEach((b) => b.classList.toggle("chosen", b.dataset.value === value));
+    } catch (err) { showError(err.message); }
+  }
+  const button = (value, label, title) => {
+    const b = Api.el("button", { type: "button", title, "data-testid": `rate-${value}`, onclick: () => rate(value) }, label);
+    b.dataset.value = value;
+    return b;
+  };
+  node.append(Api.el("div", { class: "rate" }, button("up", "👍", "helpful"), button("down", "👎", "not helpful"), comment, status));
+}
+
+function userTurns() { return $("log").querySelectorAll("[data-testid=msg-user]").length; }
+
 function renderHistoryMessage(m) {
   if (m.role === "user") bubble("user", m.content);
   else if (m.role === "assistant" && m.content) {
     const node = bubble("assistant", m.content);
     for (const c of m.citations || []) addCitation(node, c);
+    if (userTurns() > 0) rateControls(node, userTurns());
   }
 }
 
@@ -142,6 +165,7 @@ async function send(event) {
   busy = true; $("send").disabled = true; showError("");
   $("text").value = "";
   bubble("user", text);
+  const turn = userTurns();
   const reply = bubble("assistant", "");
   reply.setAttribute("data-streaming", "true");
   const body = reply.querySelector(".body");
@@ -166,6 +190,7 @@ async function send(event) {
   } catch (err) {
     showError(err.message);
   } finally {
+    if (body.textContent) rateControls(reply, turn);
     reply.setAttribute("data-streaming", "false");
     busy = false; $("send").disabled = false;
     loadConversations();

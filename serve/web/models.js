@@ -72,6 +72,10 @@ async function renderRuns(data) {
         onclick: () => promote(id) }, "Promote"));
     const detail = Api.el("div", {});
     detail.append(Api.el("div", { class: "muted" }, `status: ${run.status || "?"}${run.kind ? " · " + run.kind : ""}`));
+    const learned = run.live_data || { conversations: 0, corrections: 0, exports: [] };
+    detail.append(Api.el("div", { class: "muted", "data-testid": "live-data" }, learned.conversations
+      ? `learned from ${learned.conversations} live conversation${learned.conversations === 1 ? "" : "s"} (${learned.corrections} correction${learned.corrections === 1 ? "" : "s"}; export ${learned.exports.map((e) => String(e.sha256).slice(0, 12)).join(", ")})`
+      : "live data: none (synthesized transcripts only)"));
     if (gate) {
       const pct = (x) => (typeof x === "number" ? (x * 100).toFixed(1) + "%" : "?");
       const b = gate.base || {}, c = gate.candidate || {};

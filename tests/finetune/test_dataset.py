@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from finetune.dataset import (
     DPO_TRAIN,
     GRAPH_STEP,
@@ -68,3 +70,26 @@ def test_dpo_pairs_from_corrections_and_ratings_and_dedup(tmp_path: Path, demo_t
     rated = next(p for p in pairs if p["source"] == "rating")
     assert rated["rejected"][0]["content"] == "Whatever."
     assert built.manifest["conversations"]["train"] == 3  # the duplicate 'good' line was dropped
+
+
+def test_mix_weights_repeat_or_thin_a_source_and_bad_mixes_are_refused(
+    tmp_path: Path, demo_transcripts: Path
+) -> None:
+    from finetune.config import TrainConfig
+    from specialist.errors import InvalidInput, InvalidTranscript
+
+    plain = build_dataset([demo_transcripts], tmp_path / "plain", val_fraction=0.0)
+    doubled = build_dataset([demo_transcripts], tmp_path / "doubled", val_fraction=0.0, weights=[2.0])
+    assert doubled.manifest["rows"]["sft_train.jsonl"] == 2 * plain.manifest["rows"]["sft_train.jsonl"]
+    ids = {r["conversation_id"] for r in read_jsonl(doubled.out_dir / "sft_train.jsonl")}
+    assert any(i.endswith("~1") for i in ids)  # copies pack as their own sequences
+    none = build_dataset([demo_transcripts], tmp_path / "none", val_fraction=0.0, weights=[0.0])
+    assert none.manifest["rows"]["sft_train.jsonl"] == 0 and none.manifest["live"] == []
+    with pytest.raises(InvalidTranscript, match="one weight"):
+        build_dataset([demo_transcripts], tmp_path / "bad", weights=[1.0, 2.0])
+    config = TrainConfig.load(Path("cpu-smollm2.yaml"), [f"mix=[{{path: {demo_transcripts}, weight: 3}}]"])
+    assert config.mix_sources() == [(demo_transcripts, 3.0)]
+    with pytest.raises(InvalidInput, match="mix entry 0: weight"):
+        TrainConfig.load(Path("cpu-smollm2.yaml"), [f"mix=[{{path: {demo_transcripts}, weight: -1}}]"])
+    with pytest.raises(InvalidInput, match="mix entry 0 must be"):
+        TrainConfig.load(Path("cpu-smollm2.yaml"), ["mix=[{file: x.jsonl}]"])

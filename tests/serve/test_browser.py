@@ -24,6 +24,7 @@ WAIT_S = 60
 # The README's picture of the chat page, rewritten by the cited-answer test when UPDATE_SCREENSHOTS=1 (left
 # alone otherwise, so that a test run does not change a tracked file).
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "chat.png"
+SITE: dict[str, Any] = {}  # the site's settings, for the test that trains into its runs folder
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[s
     ingest_demo(settings)
     make_run(settings.finetune.runs_dir, "run-good", passed=True)
     make_run(settings.finetune.runs_dir, "run-bad", passed=False)
+    SITE["settings"] = settings
     with live_server(settings) as (base, services):
         keys = {
             "customer": services.keys.create(role=Role.customer, customer_id=customers[0]).secret,
@@ -200,3 +202,91 @@ def test_engineer_promotes_a_model(browser: Any, site: tuple[str, dict[str, str]
     # The customer's next answer comes from the service with the promoted model, without a restart.
     answer = _ask(browser, base, keys["customer"], "How long do I have to return an item?")
     assert answer.find_elements(By.CSS_SELECTOR, "[data-testid=citation]")
+
+
+def test_rating_review_correction_export_and_dpo_on_it(
+    browser: Any, site: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    import hashlib
+    import json
+
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from finetune.registry import live_data
+    from finetune.train import train_dpo
+    from tests.finetune.conftest import tiny_config
+
+    base, keys = site
+    email = "ada.lovelace@example.com"
+    # the customer rates a reply down, with a comment
+    answer = _ask(browser, base, keys["customer"], f"Do gift cards expire? I am {email}")
+    conversation = browser.execute_script("return conversation.id")
+    answer.find_element(By.CSS_SELECTOR, "[data-testid=rating-comment]").send_keys("look up my account")
+    answer.find_element(By.CSS_SELECTOR, "[data-testid=rate-down]").click()
+    _wait(browser).until(
+        lambda d: "colleague" in answer.find_element(By.CSS_SELECTOR, "[data-testid=rating-status]").text
+    )
+
+    # the conversation is in the engineer's review queue, with its reason
+    browser.get("about:blank")
+    browser.get(f"{base}/review#key={keys['engineer']}")
+    queued = f"[data-testid=queued][data-conversation-id={conversation}]"
+    entry = _wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, queued))
+    assert "low_rating" in entry.text
+    entry.click()
+    _wait(browser).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=flag][data-reason=low_rating]")
+    )
+    page = browser.find_element(By.CSS_SELECTOR, "[data-testid=review-steps]").text
+    assert email not in page and "[EMAIL_1]" in page  # shown as the scrub leaves it
+    steps = browser.find_elements(By.CSS_SELECTOR, "[data-testid=step-assistant]")
+    wrong = next(s for s in steps if s.text.split("\n")[1].startswith("search_policies("))
+    index = wrong.get_attribute("data-index")
+    assert browser.find_elements(By.CSS_SELECTOR, "[data-testid=step-tool]")  # the tool results are shown
+
+    # the engineer corrects the step: the agent should have looked the account up
+    wrong.find_element(By.CSS_SELECTOR, "[data-testid=correct]").click()
+    Select(wrong.find_element(By.CSS_SELECTOR, "[data-testid=fix-action]")).select_by_value(
+        "get_user_details"
+    )
+    wrong.find_element(By.CSS_SELECTOR, "[data-testid=fix-save]").click()
+    row = f"[data-testid=step-assistant][data-index='{index}'] [data-testid=step-verdict]"
+    verdict = _wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, row))
+    assert "corrected to: get_user_details" in verdict.text and "by browser" in verdict.text
+    assert browser.find_element(By.CSS_SELECTOR, "[data-testid=review-error]").text == ""
+
+    # the export holds the correction as metadata and the scrubbed text
+    engineer = {"Authorization": f"Bearer {keys['engineer']}"}
+    exported = httpx.get(
+        f"{base}/api/review/export", params={"reviewed": "true"}, headers=engineer, timeout=60
+    )
+    assert exported.status_code == 200, exported.text
+    record = next(json.loads(line) for line in exported.text.splitlines() if conversation in line)
+    assert email not in exported.text and "[EMAIL_1]" in record["messages"][1]["content"]
+    correction = record["corrections"][0]
+    assert correction["index"] == int(index) and correction["reviewer"] == "browser"
+    assert correction["message"]["tool_calls"][0]["function"]["name"] == "get_user_details"
+    assert record["metadata"]["ratings"][0]["value"] == "down"
+
+    # `finetune dpo` on the export (two steps on the real base model) trains, and its lineage names the export
+    export = tmp_path / "live.jsonl"
+    export.write_text(exported.text)
+    runs = SITE["settings"].finetune.runs_dir
+    mix = f"[{{path: {export}, weight: 1}}]"
+    config = tiny_config(tmp_path / "ds", runs, run_name="live-dpo", max_length=512, mix=mix)
+    result = train_dpo(config)
+    assert (result.run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert json.loads((result.run_dir / "metrics.json").read_text())["pairs"] >= 1
+    lineage = json.loads((result.run_dir / "data.json").read_text())["live"][0]
+    assert lineage["sha256"] == hashlib.sha256(export.read_bytes()).hexdigest()
+    assert lineage["conversations"] == 1 and lineage["corrections"] == 1 and lineage["first"]
+    assert live_data(result.run_dir)["corrections"] == 1
+
+    # the models page shows how much live data the run learned from
+    browser.get("about:blank")
+    browser.get(f"{base}/models#key={keys['engineer']}")
+    learned = "[data-testid=run][data-run-id=live-dpo] [data-testid=live-data]"
+    shown = _wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, learned))
+    assert "1 live conversation" in shown.text and lineage["sha256"][:12] in shown.text

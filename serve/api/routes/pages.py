@@ -1,4 +1,4 @@
-"""The web pages (static HTML + JS, no build step): chat, knowledge base, models."""
+"""The web pages (static HTML + JS, no build step): chat, knowledge base, models, review queue."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 router = APIRouter(include_in_schema=False)
 
 WEB_DIR = Path(str(resources.files("serve") / "web"))
-_PAGES = {"chat": "chat.html", "kb": "kb.html", "models": "models.html"}
+_PAGES = {"chat": "chat.html", "kb": "kb.html", "models": "models.html", "review": "review.html"}
 
 
 @router.get("/")
@@ -36,3 +36,9 @@ def kb_page() -> FileResponse:
 def models_page() -> FileResponse:
     """Engineers' models page."""
     return FileResponse(WEB_DIR / _PAGES["models"])
+
+
+@router.get("/review")
+def review_page() -> FileResponse:
+    """Engineers' review queue of flagged conversations."""
+    return FileResponse(WEB_DIR / _PAGES["review"])
