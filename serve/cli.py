@@ -8,6 +8,7 @@ from serve.commands import finetune as finetune_cmds
 from serve.commands import kb as kb_cmds
 from serve.commands import service as service_cmds
 from serve.commands import store as store_cmds
+from serve.commands import transcripts as transcripts_cmds
 from specialist.openmp import configure_openmp
 
 # How idle OpenMP threads wait: torch and llama.cpp share libgomp, which reads this once when it loads, so it
@@ -26,6 +27,7 @@ kb_cmds.register(app)
 finetune_cmds.register(app)
 store_cmds.register(app)
 service_cmds.register(app)
+transcripts_cmds.register(app)
 
 
 @app.command()

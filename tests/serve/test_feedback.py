@@ -4,6 +4,9 @@ checked against the tools and the state, the scrubbed export, and erasure of a c
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from tests.serve.conftest import Service
 from tests.serve.sse import send
 
 EMAIL = "ada.lovelace@example.com"
+SPECIALIST = str(Path(sys.executable).with_name("specialist"))
 
 
 def _new(service: Service, who: str = "alice") -> str:
@@ -213,3 +217,36 @@ def test_deleting_account_data_removes_the_conversations_from_exports(service: S
     assert service.client.get(f"/api/conversations/{conversation}", headers=alice).status_code == 404
     assert service.client.get(f"/api/review/{conversation}", headers=eng).status_code == 404
     assert all(c["id"] != conversation for c in _queue(service))
+
+
+def test_cli_export_needs_an_engineer_key(service: Service, tmp_path: Path) -> None:
+    bob = service.auth("bob")
+    conversation = _new(service, "bob")
+    send(service.client, conversation, f"Please let me talk to a human, I am {EMAIL}", bob)
+    s = service.settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPECIALIST_")}
+    env.update(
+        SPECIALIST_SERVE__STATE_PATH=str(s.serve.state_path),
+        SPECIALIST_AGENT__CHECKPOINT_PATH=str(s.agent.checkpoint_path),
+        SPECIALIST_AGENT__STORE_PATH=str(s.agent.store_path),
+        HF_HUB_OFFLINE="1",
+    )
+    out = tmp_path / "flagged.jsonl"
+
+    def run(key: str, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [SPECIALIST, "transcripts", "export", str(out), "--key", key, *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    refused = run(service.keys["bob"])
+    assert refused.returncode == 1 and "exports are for engineers" in refused.stderr and not out.exists()
+    bad_date = run(service.keys["engineer"], "--since", "yesterday")
+    assert bad_date.returncode == 1 and "is not a date" in bad_date.stderr
+    done = run(service.keys["engineer"], "--flagged", "--since", "2026-01-01")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert report["conversations"] == len(records) and report["flagged"] == len(records)
+    mine = next(r for r in records if r["id"] == conversation)
+    assert mine["outcome"] == "handed_off" and EMAIL not in out.read_text()
+    assert [f["reason"] for f in mine["metadata"]["flags"]] == ["handoff"]
+    assert any(m.get("tool_calls") for m in mine["messages"]) and mine["tools"]
