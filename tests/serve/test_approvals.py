@@ -40,9 +40,15 @@ class ReturnPolicy:
         proposed = [
             m for m in messages[turn_start:] if m.tool_calls and m.tool_calls[0].name != "get_order_details"
         ]
+        looked_up = any(
+            m.tool_calls and m.tool_calls[0].name == "get_order_details" for m in messages[turn_start:]
+        )
         if not proposed:
             for order_id, order in self.orders.items():
                 if order_id in last.content:
+                    if not looked_up:  # a write is possible only on an order looked up
+                        call = ToolCall("get_order_details", {"order_id": order_id}, id="call_o")
+                        return ChatReply(tool_calls=[call])
                     args = {
                         "order_id": order_id,
                         "item_ids": [i["item_id"] for i in order["items"]],
