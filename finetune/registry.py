@@ -422,9 +422,12 @@ def install_default(run_dir: Path, target: Path = DEFAULT_MODEL_DIR) -> Path:
     run = read_run(run_dir)
     if not (run.get("gate") or {}).get("passed"):
         raise GateFailed(f"run {run_dir.name} has not passed its gate; it cannot become the default model")
+    lineage = _keep_lineage(target)
     if target.exists():
         shutil.rmtree(target)
     (target / "adapter").mkdir(parents=True)
+    if lineage is not None:
+        shutil.move(str(lineage), target / LINEAGE_DIR)
     tensors = load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
     # fp16 halves the committed size; the weights are cast back to float32 when merged
     save_file(
@@ -436,4 +439,56 @@ def install_default(run_dir: Path, target: Path = DEFAULT_MODEL_DIR) -> Path:
         shutil.copy2(run_dir / name, target / name)
     for name in ("gate.md", "gate.png", "gate.json"):
         shutil.copy2(run_dir / "gate" / name, target / name)
+    _card_lineage(target)
     return target
+
+
+LINEAGE_DIR = "lineage"
+_RECORDS = ("config.json", "base.json", "data.json", "metrics.json", "README.md", RUN_FILE)
+
+
+def _keep_lineage(target: Path) -> Path | None:
+    """Move the default's lineage, with the outgoing default's own records added, out of `target`.
+
+    The records (no weights) of every run the default grew from stay with it, so its model card can
+    total the training time over all sittings."""
+    if not target.exists():
+        return None
+    keep = target.parent / f".{target.name}-lineage"
+    shutil.rmtree(keep, ignore_errors=True)
+    if (target / LINEAGE_DIR).is_dir():
+        shutil.copytree(target / LINEAGE_DIR, keep)
+    else:
+        keep.mkdir()
+    if (target / RUN_FILE).exists():
+        outgoing = keep / str(read_run(target)["run_id"])
+        outgoing.mkdir(exist_ok=True)
+        for name in _RECORDS:
+            if (target / name).exists():
+                shutil.copy2(target / name, outgoing / name)
+    return keep
+
+
+def training_minutes(run_dir: Path) -> float:
+    """Minutes of training a run's metrics record (steps x seconds per step)."""
+    path = run_dir / "metrics.json"
+    if not path.exists():
+        return 0.0
+    metrics = read_json(path)
+    return float(metrics.get("steps") or 0) * float(metrics.get("sec_per_step") or 0.0) / 60.0
+
+
+def _card_lineage(target: Path) -> None:
+    """Add the lineage (each earlier run and the total training minutes) to the default's model card."""
+    runs = (
+        sorted(p for p in (target / LINEAGE_DIR).glob("*") if p.is_dir())
+        if (target / LINEAGE_DIR).is_dir()
+        else []
+    )
+    own = training_minutes(target)
+    total = own + sum(training_minutes(p) for p in runs)
+    lines = ["", "## Lineage", f"- this run: {own:.1f} min of training"]
+    lines += [f"- `{p.name}`: {training_minutes(p):.1f} min (records in `lineage/{p.name}/`)" for p in runs]
+    lines.append(f"- total over {len(runs) + 1} sittings: {total:.1f} min")
+    card = target / "README.md"
+    card.write_text(card.read_text().rstrip("\n") + "\n" + "\n".join(lines) + "\n")

@@ -157,3 +157,38 @@ def test_merged_export_matches_base_plus_adapter(registry: ModelRegistry, tmp_pa
         merged_logits = merged(ids).logits
     assert torch.allclose(merged_logits, with_adapter, atol=1e-3)
     assert not torch.allclose(merged_logits, base_logits, atol=1e-6), "the adapter changed nothing"
+
+
+def test_installing_a_default_keeps_its_lineage_and_totals_the_training(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from finetune.registry import install_default
+
+    def gated_run(name: str, steps: int, sec_per_step: float) -> Path:
+        run = tmp_path / "runs" / name
+        (run / "adapter").mkdir(parents=True)
+        (run / "gate").mkdir()
+        save_file({"w": torch.ones(2, 2)}, str(run / "adapter" / "adapter_model.safetensors"))
+        (run / "adapter" / "adapter_config.json").write_text("{}")
+        for f in ("config.json", "base.json", "data.json"):
+            (run / f).write_text("{}")
+        (run / "metrics.json").write_text(json.dumps({"steps": steps, "sec_per_step": sec_per_step}))
+        (run / "loss.png").write_bytes(b"png")
+        (run / "README.md").write_text(f"# {name}\n")
+        (run / "run.json").write_text(json.dumps({"run_id": name, "gate": {"passed": True}}))
+        for f in ("gate.md", "gate.png", "gate.json"):
+            (run / "gate" / f).write_text("x")
+        return run
+
+    target = tmp_path / "default_model"
+    install_default(gated_run("first", 60, 30.0), target)  # 30 min
+    (target / "lineage" / "older").mkdir(parents=True)
+    (target / "lineage" / "older" / "metrics.json").write_text(json.dumps({"steps": 10, "sec_per_step": 60}))
+    install_default(gated_run("second", 120, 15.0), target)  # 30 min
+    assert sorted(p.name for p in (target / "lineage").iterdir()) == ["first", "older"]
+    assert json.loads((target / "lineage" / "first" / "run.json").read_text())["run_id"] == "first"
+    assert not (target / "lineage" / "first" / "adapter").exists()  # records only, no weights
+    card = (target / "README.md").read_text()
+    assert "# second" in card and "total over 3 sittings: 70.0 min" in card
+    assert not (tmp_path / ".default_model-lineage").exists()
