@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import operator
 import re
 from collections.abc import Callable
@@ -43,6 +44,8 @@ from agent.tools import (
     format_result,
 )
 from specialist.errors import SpecialistError
+
+log = logging.getLogger(__name__)
 
 FIXED_LINES = (
     prompts.NO_INFORMATION,
@@ -179,6 +182,7 @@ def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     try:
         reply: ChatReply = ctx.model.complete(messages, TOOL_SPECS, possible)
     except Exception as exc:  # a backend failure must not end the conversation
+        log.exception("model step failed")
         _emit("error", message=f"model failed: {type(exc).__name__}")
         return {"steps": steps, "draft": prompts.TOOL_FAILED, "proposal": None}
     if reply.tool_calls:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from agent.systems.billing import Billing, SqliteBilling
 from agent.systems.crm import CRM, SqliteCRM
 from agent.tools import KnowledgeBaseLike, Session
 from specialist.errors import BackendUnavailable, Conflict, InvalidInput
+
+log = logging.getLogger(__name__)
 
 EventType = Literal[
     "token", "tool_start", "tool_end", "citation", "handoff", "approval_pending", "message", "error", "done"
@@ -154,6 +157,7 @@ class SupportAgent:
                         text = prompts.AWAITING_APPROVAL.format(amount=f"${value['amount']:.2f}")
                         yield AgentEvent("message", {"text": text, "citations": []})
         except Exception as exc:  # the conversation must survive any failure; its checkpoint is intact
+            log.exception("turn failed", extra={"conversation_id": conversation_id})
             yield AgentEvent(
                 "error", {"message": f"{type(exc).__name__}: the agent could not finish this turn."}
             )

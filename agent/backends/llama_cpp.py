@@ -16,7 +16,7 @@ from agent.choices import Choices
 from agent.decoding import Trace, choose
 from agent.settings import EngineOptions, ModelSettings
 from agent.tool_format import END_OF_TURN, chat_messages, chatml, parse_reply
-from specialist.errors import ModelUnavailable
+from specialist.errors import InvalidInput, ModelUnavailable
 from specialist.live_model import LiveModel
 from specialist.openmp import configure_openmp, libgomp_loaded, threads_sleep, threads_spin_first
 
@@ -594,7 +594,6 @@ class _LlamaScorer:
         The continuations are decoded side by side in one batch, each as its own sequence that shares the
         prefix's cells in the KV cache (`kv_cache_seq_cp`), and removed again afterwards."""
         import llama_cpp
-        import numpy as np
 
         base = self._tokenize(prefix)
         self.prompt_tokens = max(self.prompt_tokens, len(base))
@@ -617,44 +616,56 @@ class _LlamaScorer:
             self.evaluated += start - reuse
         scores = [0.0] * len(fulls)
         todo = [i for i, full in enumerate(fulls) if splits[i] < len(full)]
-        room = min(SCORING_SEQUENCES - 1, 63)
         n_vocab = llm.n_vocab()
         ctx.set_n_threads(self.engine.decode_threads, self.engine._threads)
-        for group_start in range(0, len(todo), room):
-            group = todo[group_start : group_start + room]
-            batch = llm._batch.batch
-            rows: dict[int, tuple[int, int]] = {}  # candidate -> (first row, number of rows)
-            n = 0
-            for seq, i in enumerate(group, start=1):
-                ctx.kv_cache_seq_cp(0, seq, 0, start)
-                tail = fulls[i][start:-1]
-                rows[i] = (n, len(tail))
-                for j, token in enumerate(tail):
-                    batch.token[n] = token
-                    batch.pos[n] = start + j
-                    batch.n_seq_id[n] = 1
-                    batch.seq_id[n][0] = seq
-                    batch.logits[n] = True
-                    n += 1
-            batch.n_tokens = n
-            ctx.decode(llm._batch)
-            self.evaluated += n
-            for i in group:
-                first, count = rows[i]
-                logits = np.stack(
-                    [
-                        np.ctypeslib.as_array(ctx.get_logits_ith(first + r), shape=(n_vocab,))
-                        for r in range(count)
-                    ]
-                )
-                logits = logits - logits.max(axis=1, keepdims=True)
-                logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-                offset = splits[i] - 1 - start  # the row that predicts the first token after the prefix
-                targets = fulls[i][splits[i] :]
-                scores[i] = float(sum(logp[offset + r, t] for r, t in enumerate(targets)))
-            for seq in range(1, len(group) + 1):
-                llama_cpp.llama_memory_seq_rm(ctx.memory, seq, -1, -1)
+        for group in _groups(todo, [len(fulls[i]) - 1 - start for i in todo], int(llm.n_batch)):
+            try:
+                self._score_group(group, fulls, splits, start, scores, n_vocab)
+            finally:  # the scoring sequences never outlive the group, also when decoding fails
+                for seq in range(1, len(group) + 1):
+                    llama_cpp.llama_memory_seq_rm(ctx.memory, seq, -1, -1)
         return scores
+
+    def _score_group(
+        self,
+        group: Sequence[int],
+        fulls: Sequence[list[int]],
+        splits: Sequence[int],
+        start: int,
+        scores: list[float],
+        n_vocab: int,
+    ) -> None:
+        """Decode one group of continuations side by side (one sequence each) and add up their scores."""
+        import numpy as np
+
+        llm, ctx = self.llm, self.llm._ctx
+        batch = llm._batch.batch
+        rows: dict[int, tuple[int, int]] = {}  # candidate -> (first row, number of rows)
+        n = 0
+        for seq, i in enumerate(group, start=1):
+            ctx.kv_cache_seq_cp(0, seq, 0, start)
+            tail = fulls[i][start:-1]
+            rows[i] = (n, len(tail))
+            for j, token in enumerate(tail):
+                batch.token[n] = token
+                batch.pos[n] = start + j
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = True
+                n += 1
+        batch.n_tokens = n
+        ctx.decode(llm._batch)
+        self.evaluated += n
+        for i in group:
+            first, count = rows[i]
+            logits = np.stack(
+                [np.ctypeslib.as_array(ctx.get_logits_ith(first + r), shape=(n_vocab,)) for r in range(count)]
+            )
+            logits = logits - logits.max(axis=1, keepdims=True)
+            logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+            offset = splits[i] - 1 - start  # the row that predicts the first token after the prefix
+            targets = fulls[i][splits[i] :]
+            scores[i] = float(sum(logp[offset + r, t] for r, t in enumerate(targets)))
 
     def greedy(self, prefix: str, *, stop: str, max_tokens: int) -> str:
         """Greedy text after the prefix up to `stop` (the engine's own decoder for a reply)."""
@@ -681,3 +692,21 @@ class _LlamaScorer:
             if stop in text:
                 return text.split(stop)[0]
         return text
+
+
+def _groups(todo: Sequence[int], sizes: Sequence[int], capacity: int) -> Iterator[list[int]]:
+    """Candidates in groups that fit one decode: at most SCORING_SEQUENCES - 1 sequences and `capacity`
+    batch rows (each candidate takes `sizes[k]` rows). A candidate longer than the batch cannot be scored."""
+    room = min(SCORING_SEQUENCES - 1, 63)
+    group: list[int] = []
+    used = 0
+    for candidate, size in zip(todo, sizes, strict=True):
+        if size > capacity:
+            raise InvalidInput(f"a choice of {size} tokens does not fit the engine's batch of {capacity}")
+        if group and (len(group) == room or used + size > capacity):
+            yield group
+            group, used = [], 0
+        group.append(candidate)
+        used += size
+    if group:
+        yield group

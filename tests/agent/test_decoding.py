@@ -100,3 +100,26 @@ def test_schema_for_guided_decoding_names_only_possible_values(db: RetailDatabas
             "return_delivered_order_items", {"order_id": "#W1", "item_ids": ["1"], "payment_method_id": "x"}
         )
     )
+
+
+def test_many_long_choices_are_scored_in_batches_that_fit(base_model: Any) -> None:
+    import math
+
+    from agent.backends.llama_cpp import _LlamaScorer, engine_thread
+
+    # 60 candidates of ~15 tokens: ~900 batch rows, more than the engine's batch holds at once (an
+    # exchange over a long product listing came to this, and the decode hit a NULL sequence slot)
+    prefix = "<|im_start|>user\nWhich one do you want?<|im_end|>\n<|im_start|>assistant\nI want "
+    words = ("keyboard", "thermostat", "water bottle", "office chair", "backpack", "desk lamp")
+    cands = [f"the {words[i % 6]} with option number {i} and a long description of it" for i in range(60)]
+
+    def score() -> tuple[list[float], list[float]]:
+        scorer = _LlamaScorer(base_model, base_model._llm)
+        together = scorer.logprobs(prefix, cands)
+        alone = [scorer.logprobs(prefix, [c])[0] for c in (cands[0], cands[31], cands[59])]
+        return together, alone
+
+    together, alone = engine_thread().submit(score).result()
+    assert len(together) == 60 and all(math.isfinite(x) and x < 0 for x in together)
+    for got, want in zip((together[0], together[31], together[59]), alone, strict=True):
+        assert abs(got - want) < 0.05 * abs(want)  # batched scores are the one-by-one scores
