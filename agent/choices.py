@@ -5,7 +5,10 @@ the agent may take now and the values each argument may take: the identified cus
 from the profile or the customer's words, item ids from orders looked up, variant ids of products looked up
 (available ones), payment methods of the profile, enums. Writes only on orders looked up in this
 conversation, in the status the write needs; no account read or write before identification; no read
-repeated with the same arguments since the last write. The model chooses within that set (`agent.decoding`
+repeated with the same arguments since the last write. On top of these safety rules, `derive(guided=True)`
+(the agent's own steps) orders the work as a support agent does it: one order lookup at a time, writes and
+product lookups only on what the customer's words point to, a policy search first in a turn, a hand-off
+when asked for or once the records were looked into. The model chooses within that set (`agent.decoding`
 constrains every backend to it); `Choices.admits` is the graph's own check of what came back.
 """
 
@@ -193,6 +196,8 @@ class Facts:
     reads: set[str] = field(default_factory=set)  # reads made since the last write (name + arguments)
     last_tool: str | None = None
     last_write_done: bool = False
+    turn_tools: list[str] = field(default_factory=list)  # tools run since the customer's last message
+    turn_failed: bool = False  # a tool refused or failed since the customer's last message
 
 
 def _json(text: str) -> Any:
@@ -216,6 +221,8 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
             facts.customer_texts.append(message.content)
             facts.last_tool = None
             facts.last_write_done = False  # a new message: what was done is reported already
+            facts.turn_tools = []
+            facts.turn_failed = False
         for made in message.tool_calls:
             calls[made.id] = made
         if message.role != "tool":
@@ -225,6 +232,9 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
         facts.last_tool = name
         facts.last_write_done = False
         refused = message.content.startswith(NOT_POSSIBLE_MARK)  # never ran: no reason not to run it later
+        if not refused:
+            facts.turn_tools.append(name)
+        facts.turn_failed = facts.turn_failed or message.content.startswith("Error")
         if call is not None and not refused and (name in READ_ONCE or name in IDENTIFY_TOOLS):
             facts.reads.add(_read_key(name, call.arguments))  # a failed read is not worth repeating either
         data = _json(message.content)
@@ -309,9 +319,26 @@ def _status(order: Mapping[str, Any]) -> str:
 
 
 def derive(
-    messages: Sequence[dict[str, Any]], *, user_id: str | None = None, variant_matcher: bool = False
+    messages: Sequence[dict[str, Any]],
+    *,
+    user_id: str | None = None,
+    variant_matcher: bool = False,
+    guided: bool = True,
 ) -> Choices:
     """The actions possible after these messages (the graph's state) and each argument's values.
+
+    Always: identification first, reads of the customer's own records, writes only on orders looked up in the
+    status they need. `guided` (the agent's decisions; off for a reviewer, who may pick any safe step) also
+    orders the work as an agent does it, so the model cannot skip ahead:
+    - orders are looked up one at a time: the ones the customer named, then the profile's, in its order
+      (an order looked up before the last write may be read again);
+    - a write needs its order named by the customer, or holding an item the customer's words name
+      ("the keyboard"), or every order of the profile looked up; on an order holding named items, the
+      items of a return or swap are among those (unless the customer speaks of all items);
+    - a product lookup is of a named item's product, or of any item once every order was looked up;
+    - a policy search only as the first step after the customer's message (besides identification);
+    - a hand-off only when the customer asks for a person, once their records were looked into (profile
+      and an order), or after a refused or failed step since their message.
 
     With `variant_matcher`, the new item of an exchange or item change is proposed by `match_variants`
     (the variants whose option values best fit the customer's words); else any available variant."""
@@ -345,8 +372,23 @@ def derive(
         read("get_user_details", "user_id", [facts.user_id])
         profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
         named = [_order_id(o) for o in _ORDER_ID.findall(said)]
-        read("get_order_details", "order_id", [*named, *profile_orders])
+        to_read = _unique([*named, *profile_orders])
+        if guided:  # the next order never looked up, and those looked up before the last write (to re-read)
+            fresh = [
+                o
+                for o in to_read
+                if o not in facts.orders
+                and _read_key("get_order_details", {"order_id": o}) not in facts.reads
+            ]
+            to_read = (*fresh[:1], *(o for o in to_read if o in facts.orders))
+        read("get_order_details", "order_id", to_read)
         item_products = [str(i.get("product_id")) for o in facts.orders.values() for i in _items(o)]
+        every_item = bool(_ALL_ITEMS.search(said))  # "all my items": no item is singled out
+        wanted = [] if every_item else mentioned_items(facts)
+        if guided and not every_item:  # a named item's product; any once every order was looked up
+            item_products = [str(i.get("product_id")) for i in wanted] or (
+                item_products if _every_order_read(facts) else []
+            )
         read(
             "get_product_details",
             "product_id",
@@ -358,24 +400,90 @@ def derive(
         if not facts.product_list and _read_key("list_all_product_types", {}) not in facts.reads:
             actions.append(Action("list_all_product_types"))
         actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
-        actions += _writes(facts, matcher=variant_matcher)
+        if guided:  # the items the customer names, unless they speak of all of them
+            focus = {str(i["item_id"]) for i in wanted}
+            actions += _writes(facts, matcher=variant_matcher, orders=writable_orders(facts), focus=focus)
+        else:
+            actions += _writes(facts, matcher=variant_matcher)
     queries = _unique(list(reversed(texts)))
-    if queries:
+    first_step = all(t in IDENTIFY_TOOLS or t == "get_user_details" for t in facts.turn_tools)
+    if queries and (first_step or not guided):
         actions.append(Action("search_policies", (Slot("query", values=queries[:3]),)))
-    actions.append(Action("transfer_to_human_agents", (Slot("summary", kind="text", max_tokens=32),)))
+    looked_into = facts.profile is not None and bool(facts.orders)
+    if not guided or looked_into or facts.turn_failed or _ASKS_PERSON.search(said):
+        actions.append(Action("transfer_to_human_agents", (Slot("summary", kind="text", max_tokens=32),)))
     # The graph says the reply itself before identification ("I need your email...") and after a write
     # (the write's outcome); elsewhere the model's short reply is checked by the groundedness guard.
     reply_text = facts.user_id is not None and not facts.last_write_done
     return Choices(actions=tuple(actions), reply=True, reply_text=reply_text)
 
 
-def _writes(facts: Facts, *, matcher: bool = False) -> list[Action]:
-    """The writes possible on the orders looked up (and the profile), each order in the status it needs."""
-    pending = [oid for oid, o in facts.orders.items() if _status(o) == "pending"]
-    delivered = [oid for oid, o in facts.orders.items() if _status(o) == "delivered"]
+_ASKS_PERSON = re.compile(
+    r"\b(humans?|person|people|representative|manager|supervisor|transfer|real agent|live agent)\b",
+    re.I,
+)
+_ALL_ITEMS = re.compile(
+    r"\b(?:all|every|each)\s+(?:of\s+)?(?:my|the|its|their|these|those|this|that)?\s*"
+    r"(?:\w+\s+)?(?:items?|things|products|orders?|pieces)\b|\beverything\b|\b(?:entire|whole)\s+order\b",
+    re.I,
+)
+_NAME_TOKEN = re.compile(r"[a-z]+")
+_GENERIC_NAMES = frozenset(["set", "kit", "pack", "pair", "and", "the", "for", "with"])
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if word.endswith("s") and len(word) > 3 else word
+
+
+def _name_tokens(text: str) -> set[str]:
+    """A product name's or the customer's words, stemmed; hyphenated ones also joined ("T-Shirt": tshirt)."""
+    lowered = text.lower()
+    words = _NAME_TOKEN.findall(lowered) + _NAME_TOKEN.findall(lowered.replace("-", ""))
+    return {_stem(w) for w in words if len(w) > 2 and w not in _GENERIC_NAMES}
+
+
+def mentioned_items(facts: Facts) -> list[dict[str, Any]]:
+    """The items of the orders looked up whose product name the customer's words name ("the keyboard")."""
+    said = _name_tokens(" ".join(facts.customer_texts))
+    return [
+        item
+        for order in facts.orders.values()
+        for item in _items(order)
+        if _name_tokens(str(item.get("name", ""))) & said
+    ]
+
+
+def writable_orders(facts: Facts) -> set[str]:
+    """The looked-up orders a write may touch: named by the customer or holding an item they name; every
+    order looked up once the profile's orders all were."""
+    said = " ".join(facts.customer_texts)
+    named = {_order_id(o) for o in _ORDER_ID.findall(said)}
+    wanted = {str(i["item_id"]) for i in mentioned_items(facts)}
+    holding = {
+        o for o, order in facts.orders.items() if any(str(i["item_id"]) in wanted for i in _items(order))
+    }
+    return set(facts.orders) if _every_order_read(facts) else (named | holding) & set(facts.orders)
+
+
+def _every_order_read(facts: Facts) -> bool:
+    """Whether the profile was read and each of its orders looked up."""
+    profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
+    return facts.profile is not None and all(o in facts.orders for o in profile_orders)
+
+
+def _writes(
+    facts: Facts, *, matcher: bool = False, orders: set[str] | None = None, focus: set[str] | None = None
+) -> list[Action]:
+    """The writes possible on the orders looked up (those of `orders` if given) and the profile, each order
+    in the status it needs; an order holding items of `focus` (the ones the customer names) offers those."""
+    looked_up = [oid for oid in facts.orders if orders is None or oid in orders]
+    pending = [oid for oid in looked_up if _status(facts.orders[oid]) == "pending"]
+    delivered = [oid for oid in looked_up if _status(facts.orders[oid]) == "delivered"]
     payments = _payment_ids(facts)
     gift_cards = tuple(p for p in payments if p.startswith("gift_card"))
     items = {oid: _unique([str(i["item_id"]) for i in _items(o)]) for oid, o in facts.orders.items()}
+    if focus:
+        items = {oid: tuple(i for i in ids if i in focus) or ids for oid, ids in items.items()}
     swaps: dict[str, tuple[str, ...]] = {}
     for order in facts.orders.values():
         for item in _items(order):
@@ -467,23 +575,51 @@ def _tokens(text: str) -> set[str]:
     return {t for t in _TOKEN.findall(text.lower()) if t not in _FILLER}
 
 
+_CHEAPEST = re.compile(r"\b(cheapest|least expensive|lowest price|lowest-priced|cheaper)\b", re.I)
+_PRICIEST = re.compile(r"\b(most expensive|priciest|highest price|most premium)\b", re.I)
+
+
 def match_variants(
     item: Mapping[str, Any], variants: Sequence[dict[str, Any]], texts: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """The variants whose options best fit the customer's words ("clicky switches", "in black"), keeping
-    the old item's value where the customer names nothing else; ties are all kept (the model chooses)."""
+    """The variants that best fit the customer's words ("clicky switches", "the cheapest one"), ranked:
+    first by how much of what the customer names they have (option values other than the old item's: a
+    customer naming the old value mostly says "instead of"), then by price where the customer asks for the
+    cheapest or the most expensive, else by how many of the old item's values they keep. Ties are all kept
+    (the model chooses)."""
     said = _tokens(" ".join(texts))
+    joined = " ".join(texts)
     old = {str(k): str(v).lower() for k, v in (item.get("options") or {}).items()}
 
-    def score(variant: Mapping[str, Any]) -> float:
+    def named(variant: Mapping[str, Any]) -> float:
         total = 0.0
         for key, value in (variant.get("options") or {}).items():
             words = _tokens(str(value))
-            named = len(words & said) / len(words) if words else 0.0
-            total += 2 * named + (1.0 if old.get(str(key)) == str(value).lower() else 0.0)
+            if words and old.get(str(key)) != str(value).lower():
+                total += len(words & said) / len(words)
         return total
+
+    def kept(variant: Mapping[str, Any]) -> int:
+        return sum(old.get(str(k)) == str(v).lower() for k, v in (variant.get("options") or {}).items())
+
+    def price(variant: Mapping[str, Any]) -> float:
+        try:
+            return float(variant.get("price") or 0.0)
+        except (TypeError, ValueError):
+            return 0.0
 
     if not variants:
         return []
-    best = max(score(v) for v in variants)
-    return [v for v in variants if score(v) == best]
+    if _PRICIEST.search(joined):
+        second = price
+    elif _CHEAPEST.search(joined):
+
+        def second(variant: Mapping[str, Any]) -> float:
+            return -price(variant)
+    else:
+
+        def second(variant: Mapping[str, Any]) -> float:
+            return float(kept(variant))
+
+    best = max((round(named(v), 6), second(v)) for v in variants)
+    return [v for v in variants if (round(named(v), 6), second(v)) == best]

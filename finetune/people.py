@@ -1962,7 +1962,7 @@ def graph_refusal(record: dict[str, Any]) -> str | None:
         if message["role"] != "assistant" or cats.get(i) == GRAPH:
             continue
         history = messages[:i]
-        possible = choices.derive(history)
+        possible = choices.derive(history, guided=False)  # the safe set (guidance narrows it at run time)
         calls = message.get("tool_calls") or []
         if not calls:
             refused = _reply_refusal(history, possible, str(message.get("content") or ""))

@@ -70,7 +70,7 @@ def scrubber_for(conversation_id: str, messages: Sequence[Mapping[str, Any]]) ->
 
 def _state(messages: Sequence[Mapping[str, Any]], index: int, user_id: str | None) -> choices.Choices:
     """What was possible before step `index` (the graph's history holds no system prompt)."""
-    return choices.derive([dict(m) for m in messages[1:index]], user_id=user_id)
+    return choices.derive([dict(m) for m in messages[1:index]], user_id=user_id, guided=False)
 
 
 def _slot_values(slot: choices.Slot) -> list[str]:

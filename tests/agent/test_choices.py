@@ -8,6 +8,9 @@ from typing import Any
 from agent.chat_model import ToolCall
 from agent.choices import derive, read_facts
 from agent.store.database import RetailDatabase
+from agent.tool_specs import WRITE_TOOLS
+
+WRITE_ORDER_TOOLS = WRITE_TOOLS - {"modify_user_address"}
 
 
 def _call(name: str, arguments: dict[str, Any], n: int, result: str) -> list[dict[str, Any]]:
@@ -69,6 +72,7 @@ def test_name_and_zip_come_from_the_customers_words(db: RetailDatabase) -> None:
 
 
 def test_writes_only_on_orders_looked_up_in_the_status_they_need(db: RetailDatabase) -> None:
+    # The safety rules alone (what a reviewer may pick); the agent's guided steps are narrower (below).
     user, order, _data = _customer(db, "delivered")
     uid = user["user_id"] if "user_id" in user else order["user_id"]
     history: list[dict[str, Any]] = [
@@ -76,12 +80,12 @@ def test_writes_only_on_orders_looked_up_in_the_status_they_need(db: RetailDatab
     ]
     history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
     history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
-    possible = derive(history)
+    possible = derive(history, guided=False)
     assert "return_delivered_order_items" not in possible.names()  # no order looked up yet
     assert possible.admits(ToolCall("get_order_details", {"order_id": order["order_id"]}))
     assert not possible.admits(ToolCall("get_order_details", {"order_id": "#W0000000"}))  # invented
     history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
-    possible = derive(history)
+    possible = derive(history, guided=False)
     item = order["items"][0]["item_id"]
     paid = order["payment_history"][0]["payment_method_id"]
     assert possible.admits(
@@ -135,3 +139,92 @@ def test_exchange_needs_the_product_and_pairs_each_item_with_its_own_variants(db
         assert not possible.admits(
             ToolCall("exchange_delivered_order_items", {**args, "new_item_ids": [variant]})
         )
+
+
+# --- the guided steps: the work in the order a support agent does it ---
+
+
+def _two_order_customer(db: RetailDatabase) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A customer with at least two orders, the last one delivered, holding an item named in no other."""
+    data = db.export()
+    for uid, user in data["users"].items():
+        orders = [data["orders"][o] for o in user["orders"] if o in data["orders"]]
+        if len(orders) < 2 or orders[-1]["status"] != "delivered":
+            continue
+        elsewhere = {i["name"] for o in orders[:-1] for i in o["items"]}
+        if any(i["name"] not in elsewhere for i in orders[-1]["items"]):
+            return {**user, "user_id": uid}, orders
+    raise LookupError("no customer with two orders")
+
+
+def _identified(user: dict[str, Any], text: str) -> list[dict[str, Any]]:
+    history: list[dict[str, Any]] = [{"role": "user", "content": f"{text} My email is {user['email']}."}]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, user["user_id"])
+    history += _call("get_user_details", {"user_id": user["user_id"]}, 2, json.dumps(user))
+    return history
+
+
+def test_orders_are_looked_up_one_at_a_time_named_ones_first(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    first, last = orders[0]["order_id"], orders[-1]["order_id"]
+    history = _identified(user, f"Where is my order {last}?")
+    possible = derive(history)
+    assert possible.admits(ToolCall("get_order_details", {"order_id": last}))
+    assert not possible.admits(ToolCall("get_order_details", {"order_id": first}))  # not yet: one at a time
+    assert derive(history, guided=False).admits(ToolCall("get_order_details", {"order_id": first}))
+    history += _call("get_order_details", {"order_id": last}, 3, json.dumps(orders[-1]))
+    possible = derive(history)
+    assert possible.admits(ToolCall("get_order_details", {"order_id": first}))  # then the profile's, in order
+
+
+def test_a_write_waits_for_the_order_holding_what_the_customer_names(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    target = orders[-1]
+    elsewhere = {i["name"] for o in orders[:-1] for i in o["items"]}
+    item = next(i for i in target["items"] if i["name"] not in elsewhere)
+    history = _identified(user, f"I'd like to return the {item['name'].lower()} I got.")
+    for n, order in enumerate(orders[:-1], start=3):
+        history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+        possible = derive(history)
+        # the orders read so far hold nothing the customer named: no write yet, the next lookup instead
+        assert not any(a.name in WRITE_ORDER_TOOLS for a in possible.actions), possible.names()
+    assert possible.admits(ToolCall("get_order_details", {"order_id": target["order_id"]}))
+    history += _call("get_order_details", {"order_id": target["order_id"]}, 9, json.dumps(target))
+    possible = derive(history)
+    paid = target["payment_history"][0]["payment_method_id"]
+    ret = {"order_id": target["order_id"], "payment_method_id": paid}
+    assert possible.admits(ToolCall("return_delivered_order_items", {**ret, "item_ids": [item["item_id"]]}))
+    others = [i["item_id"] for i in target["items"] if i["name"] != item["name"]]
+    for other in others[:1]:  # an item the customer did not name is not returned
+        assert not possible.admits(ToolCall("return_delivered_order_items", {**ret, "item_ids": [other]}))
+        assert derive(history, guided=False).admits(
+            ToolCall("return_delivered_order_items", {**ret, "item_ids": [other]})
+        )
+    products = possible.action("get_product_details")
+    assert products is not None and products.slots[0].values == (item["product_id"],)
+
+
+def test_a_policy_search_comes_first_in_a_turn(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    history = _identified(user, "How long do I have to return something?")
+    assert "search_policies" in derive(history).names()  # identification and the profile do not count
+    history += _call("get_order_details", {"order_id": orders[0]["order_id"]}, 3, json.dumps(orders[0]))
+    assert "search_policies" not in derive(history).names()  # in the middle of the work: no
+    history.append({"role": "user", "content": "And can I return it without the box?"})
+    assert derive(history).admits(
+        ToolCall("search_policies", {"query": "And can I return it without the box?"})
+    )
+
+
+def test_a_hand_off_when_asked_for_or_once_the_records_were_looked_into(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    said = [{"role": "user", "content": f"cancel my pending order, my email is {user['email']}"}]
+    assert "transfer_to_human_agents" not in derive(said).names()
+    asked = [{"role": "user", "content": "can I talk to a real person please"}]
+    assert "transfer_to_human_agents" in derive(asked).names()
+    history = _identified(user, "My package is late.")
+    assert "transfer_to_human_agents" not in derive(history).names()
+    failed = [*history, *_call("get_order_details", {"order_id": "#W0000000"}, 3, "Error: order not found")]
+    assert "transfer_to_human_agents" in derive(failed).names()
+    history += _call("get_order_details", {"order_id": orders[0]["order_id"]}, 3, json.dumps(orders[0]))
+    assert "transfer_to_human_agents" in derive(history).names()
