@@ -611,7 +611,8 @@ def teacher_forced(label: str, model: ChatModel, bench: Bench) -> Any:
     """The model's decision at every gold call of the replays (`finetune.evaluate.ConstrainedReport`)."""
     from finetune.evaluate import evaluate_constrained
 
-    report = evaluate_constrained(DecisionOnly(model), bench.steps)
+    matcher = AgentSettings().variant_choice == "matcher"  # as the live agent chooses a swap's new item
+    report = evaluate_constrained(DecisionOnly(model), bench.steps, variant_matcher=matcher)
     print(
         f"[{label}] teacher-forced on {report.n} gold calls: next action {report.next_action_acc:.3f}, "
         f"arguments {report.arg_exact:.3f}, reachable {report.reachable:.3f}, "
