@@ -50,11 +50,6 @@ def _vague_request(db: RetailDatabase) -> tuple[dict[str, Any], dict[str, Any], 
     raise LookupError("no such customer in the seeded store")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the shipped default (agent-v4, 82 steps of the `people` recipe) does not yet end this vague "
-    "request in the right order's lookup; it needs longer training on that recipe",
-)
 def test_a_vague_request_ends_in_the_right_orders_lookup(
     make_agent: Callable[..., Any], db: RetailDatabase, default_model: Any
 ) -> None:
