@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent.chat_model import ChatMessage, ToolCall
+from agent.confirmation import is_explicit_yes
 from agent.tool_specs import IDENTIFY_TOOLS, WRITE_TOOLS
 
 SlotKind = Literal["one", "many", "text"]
@@ -318,6 +319,39 @@ def _status(order: Mapping[str, Any]) -> str:
     return str(order.get("status", "")).lower()
 
 
+# What the customer's request must say for a write (or a product lookup) to be possible in a guided step:
+# a "cancel" request never becomes a return. Measured on the dev replays: every gold write's request
+# carries its tool's cue, and every gold product lookup's request a swap or product cue.
+_SWAP = r"exchang|swap|replac|switch|trade|instead|differen|change|modif|upgrade|update"
+WRITE_CUES: dict[str, re.Pattern[str]] = {
+    name: re.compile(pattern, re.I)
+    for name, pattern in {
+        "cancel_pending_order": r"cancel|don't need|do not need|no longer need|by mistake|remove",
+        "return_delivered_order_items": r"return|send (?:\w+ )?back|refund|money back",
+        "exchange_delivered_order_items": _SWAP,
+        "modify_pending_order_items": _SWAP,
+        "modify_pending_order_address": r"address|ship (?:it )?to|deliver (?:it )?to|moved",
+        "modify_pending_order_payment": r"pay|card|paypal|charge",
+        "modify_user_address": r"address|moved",
+    }.items()
+}
+PRODUCT_CUE = re.compile(
+    _SWAP + r"|option|availab|variant|colou?r|size|version|price|cost|cheap|expensive|kind|type|in stock",
+    re.I,
+)
+_ANY_CUE = re.compile("|".join([*(c.pattern for c in WRITE_CUES.values()), PRODUCT_CUE.pattern]), re.I)
+
+
+def request_text(texts: Sequence[str]) -> str:
+    """The customer's current request: their last two messages that say more than a yes or a no."""
+    said = [t for t in texts if not _bare(t)]
+    return " ".join(said[-2:])
+
+
+def _bare(text: str) -> bool:
+    return is_explicit_yes(text) or (len(_WORD.findall(text)) <= 3 and not _ANY_CUE.search(text))
+
+
 def derive(
     messages: Sequence[dict[str, Any]],
     *,
@@ -336,6 +370,8 @@ def derive(
       ("the keyboard"), or every order of the profile looked up; on an order holding named items, the
       items of a return or swap are among those (unless the customer speaks of all items);
     - a product lookup is of a named item's product, or of any item once every order was looked up;
+    - a write only of a kind the customer's current request asks for (`WRITE_CUES`: "cancel" is never a
+      return), a product lookup only for a swap or a product question;
     - a policy search only as the first step after the customer's message (besides identification);
     - a hand-off only when the customer asks for a person, once their records were looked into (profile
       and an order), or after a refused or failed step since their message.
@@ -345,6 +381,7 @@ def derive(
     facts = read_facts(messages, user_id=user_id)
     texts = facts.customer_texts
     said = " ".join(texts)
+    request = request_text(texts)
     actions: list[Action] = []
 
     def read(name: str, slot: str, values: Sequence[str]) -> None:
@@ -389,20 +426,22 @@ def derive(
             item_products = [str(i.get("product_id")) for i in wanted] or (
                 item_products if _every_order_read(facts) else []
             )
-        read(
-            "get_product_details",
-            "product_id",
-            [*item_products, *facts.product_list.values(), *_PRODUCT_ID.findall(said)],
-        )
+        if not guided or PRODUCT_CUE.search(request):  # a swap or a product question
+            read(
+                "get_product_details",
+                "product_id",
+                [*item_products, *facts.product_list.values(), *_PRODUCT_ID.findall(said)],
+            )
         item_ids = [str(i["item_id"]) for o in facts.orders.values() for i in _items(o)]
         item_ids += [str(v["item_id"]) for p in facts.products.values() for v in _variants(p)]
         read("get_item_details", "item_id", item_ids)
         if not facts.product_list and _read_key("list_all_product_types", {}) not in facts.reads:
             actions.append(Action("list_all_product_types"))
         actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
-        if guided:  # the items the customer names, unless they speak of all of them
+        if guided:  # the writes the request asks for, on the items the customer names (unless all of them)
             focus = {str(i["item_id"]) for i in wanted}
-            actions += _writes(facts, matcher=variant_matcher, orders=writable_orders(facts), focus=focus)
+            writes = _writes(facts, matcher=variant_matcher, orders=writable_orders(facts), focus=focus)
+            actions += [w for w in writes if WRITE_CUES[w.name].search(request)]
         else:
             actions += _writes(facts, matcher=variant_matcher)
     queries = _unique(list(reversed(texts)))

@@ -200,7 +200,9 @@ def test_a_write_waits_for_the_order_holding_what_the_customer_names(db: RetailD
         assert derive(history, guided=False).admits(
             ToolCall("return_delivered_order_items", {**ret, "item_ids": [other]})
         )
-    products = possible.action("get_product_details")
+    assert "get_product_details" not in possible.names()  # a return needs no product lookup
+    history.append({"role": "user", "content": "Which other colors does it come in?"})
+    products = derive(history).action("get_product_details")  # a product question: the named item's
     assert products is not None and products.slots[0].values == (item["product_id"],)
 
 
@@ -228,3 +230,36 @@ def test_a_hand_off_when_asked_for_or_once_the_records_were_looked_into(db: Reta
     assert "transfer_to_human_agents" in derive(failed).names()
     history += _call("get_order_details", {"order_id": orders[0]["order_id"]}, 3, json.dumps(orders[0]))
     assert "transfer_to_human_agents" in derive(history).names()
+
+
+def test_a_write_is_only_of_the_kind_the_request_asks_for(db: RetailDatabase) -> None:
+    data = db.export()
+    user, orders = next(
+        ({**u, "user_id": uid}, [data["orders"][o] for o in u["orders"]])
+        for uid, u in data["users"].items()
+        if {"pending", "delivered"} <= {data["orders"][o]["status"] for o in u["orders"]}
+    )
+    delivered = next(o for o in orders if o["status"] == "delivered")
+    pending = next(o for o in orders if o["status"] == "pending")
+    history = _identified(user, "I want to cancel my pending order, I don't need it anymore.")
+    for n, order in enumerate(orders, start=3):
+        history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+    possible = derive(history)  # every order looked up: any of them may be written, but only a cancel
+    assert possible.admits(
+        ToolCall("cancel_pending_order", {"order_id": pending["order_id"], "reason": "no longer needed"})
+    )
+    assert "return_delivered_order_items" not in possible.names()
+    assert "get_product_details" not in possible.names()  # no swap, no product question
+    assert "return_delivered_order_items" in derive(history, guided=False).names()
+    history.append({"role": "user", "content": "Actually, I'd rather send back what I got instead."})
+    possible = derive(history)
+    paid = delivered["payment_history"][0]["payment_method_id"]
+    item = delivered["items"][0]["item_id"]
+    assert possible.admits(
+        ToolCall(
+            "return_delivered_order_items",
+            {"order_id": delivered["order_id"], "item_ids": [item], "payment_method_id": paid},
+        )
+    )
+    history.append({"role": "user", "content": "yes"})  # a bare yes keeps the request as it was
+    assert "return_delivered_order_items" in derive(history).names()

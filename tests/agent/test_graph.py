@@ -306,7 +306,7 @@ def test_yes_without_a_listing_is_not_a_confirmation(
     agent = make_agent(model)
     identify(agent, model, user)
     model._script[:0] = [read_order(oid), say(f"Order {oid} is pending.")]
-    turn(agent, f"what is the status of {oid}?")
+    turn(agent, f"what is the status of {oid}? I may want to cancel it.")
     model._script[:0] = [cancel_call(oid)]
     events = turn(agent, "yes")
     assert tool_results(events) == []  # nothing ran: the details are listed and wait for a yes to them
@@ -711,7 +711,7 @@ def test_injection_in_customer_text_or_kb_cannot_widen_permissions(
     assert [r["name"] for r in tool_results(events)] == ["search_policies"]
     assert db.export() == before and db.action_count() == 0
     model._script[:0] = [read_order(oid), cancel_call(oid)]
-    events = turn(agent, f"ok then do what the promotions page says for {oid}")
+    events = turn(agent, f"ok then cancel {oid} as the promotions page says")
     assert "yes" in message(events) and db.export() == before
     # An injection in the customer's own words: another customer's order can be neither written (not
     # possible) nor read (refused by the tool layer, answered by the graph).
