@@ -198,7 +198,7 @@ class Facts:
     last_tool: str | None = None
     last_write_done: bool = False
     turn_tools: list[str] = field(default_factory=list)  # tools run since the customer's last message
-    turn_failed: bool = False  # a tool refused or failed since the customer's last message
+    turn_failed: bool = False  # a write refused or a customer not found since the customer's last message
 
 
 def _json(text: str) -> Any:
@@ -235,7 +235,9 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
         refused = message.content.startswith(NOT_POSSIBLE_MARK)  # never ran: no reason not to run it later
         if not refused:
             facts.turn_tools.append(name)
-        facts.turn_failed = facts.turn_failed or message.content.startswith("Error")
+        # a write the systems refused, or a customer not found: what a person may sort out
+        failed = message.content.startswith("Error") and (name in WRITE_TOOLS or name in IDENTIFY_TOOLS)
+        facts.turn_failed = facts.turn_failed or failed
         if call is not None and not refused and (name in READ_ONCE or name in IDENTIFY_TOOLS):
             facts.reads.add(_read_key(name, call.arguments))  # a failed read is not worth repeating either
         data = _json(message.content)
@@ -339,7 +341,22 @@ PRODUCT_CUE = re.compile(
     _SWAP + r"|option|availab|variant|colou?r|size|version|price|cost|cheap|expensive|kind|type|in stock",
     re.I,
 )
-_ANY_CUE = re.compile("|".join([*(c.pattern for c in WRITE_CUES.values()), PRODUCT_CUE.pattern]), re.I)
+# A request about the customer's own orders, not a policy question: no search for it in a guided step.
+_ACCOUNT_REQUEST = re.compile(
+    r"\b(?:i want|i'd like|i would like|i need|i wish|please|help me)\b.*"
+    r"\b(?:cancel|return|exchange|swap|change|modify|update|send\b.*\bback)"
+    r"|\b(?:status|where|track\w*)\b.*\bmy (?:orders?|package|purchase|delivery)\b"
+    r"|\b(?:show|list|see)\b.*\bmy (?:orders?|purchases)\b",
+    re.I,
+)
+_POLICY_QUESTION = re.compile(
+    r"\b(?:how long|how do i|how does|do i|can i|is it|are there|what happens|how many|should i|what if)\b",
+    re.I,
+)
+AMOUNT_CUE = re.compile(r"total|how much|sum|amount|difference|balance|add up|altogether|in all", re.I)
+_ANY_CUE = re.compile(
+    "|".join([*(c.pattern for c in WRITE_CUES.values()), PRODUCT_CUE.pattern, AMOUNT_CUE.pattern]), re.I
+)
 
 
 def request_text(texts: Sequence[str]) -> str:
@@ -372,9 +389,13 @@ def derive(
     - a product lookup is of a named item's product, or of any item once every order was looked up;
     - a write only of a kind the customer's current request asks for (`WRITE_CUES`: "cancel" is never a
       return), a product lookup only for a swap or a product question;
-    - a policy search only as the first step after the customer's message (besides identification);
+    - a policy search only as the first step after the customer's message (besides identification), of
+      that message's words, and not for a request about their own orders ("I want to cancel my order",
+      "what is the status of my orders?") unless it also asks a policy question ("how long do I have?");
     - a hand-off only when the customer asks for a person, once their records were looked into (profile
-      and an order), or after a refused or failed step since their message.
+      and an order), or after a refused write or a failed identification since their message;
+    - the product list only for a swap or a product question, `calculate` only when the request asks for
+      an amount (a total, a difference, a balance).
 
     With `variant_matcher`, the new item of an exchange or item change is proposed by `match_variants`
     (the variants whose option values best fit the customer's words); else any available variant."""
@@ -435,9 +456,11 @@ def derive(
         item_ids = [str(i["item_id"]) for o in facts.orders.values() for i in _items(o)]
         item_ids += [str(v["item_id"]) for p in facts.products.values() for v in _variants(p)]
         read("get_item_details", "item_id", item_ids)
-        if not facts.product_list and _read_key("list_all_product_types", {}) not in facts.reads:
+        listed = facts.product_list or _read_key("list_all_product_types", {}) in facts.reads
+        if not listed and (not guided or PRODUCT_CUE.search(request)):
             actions.append(Action("list_all_product_types"))
-        actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
+        if not guided or AMOUNT_CUE.search(request):  # a total, a difference, a balance asked for
+            actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
         if guided:  # the writes the request asks for, on the items the customer names (unless all of them)
             focus = {str(i["item_id"]) for i in wanted}
             writes = _writes(facts, matcher=variant_matcher, orders=writable_orders(facts), focus=focus)
@@ -445,8 +468,13 @@ def derive(
         else:
             actions += _writes(facts, matcher=variant_matcher)
     queries = _unique(list(reversed(texts)))
+    if guided:  # the question just asked (the last message that says more than yes or no)
+        queries = _unique([t for t in reversed(texts) if not _bare(t)][:1] or queries[:1])
     first_step = all(t in IDENTIFY_TOOLS or t == "get_user_details" for t in facts.turn_tools)
-    if queries and (first_step or not guided):
+    asks_account = bool(queries) and bool(
+        _ACCOUNT_REQUEST.search(queries[0]) and not _POLICY_QUESTION.search(queries[0])
+    )
+    if queries and (not guided or (first_step and not asks_account)):
         actions.append(Action("search_policies", (Slot("query", values=queries[:3]),)))
     looked_into = facts.profile is not None and bool(facts.orders)
     if not guided or looked_into or facts.turn_failed or _ASKS_PERSON.search(said):

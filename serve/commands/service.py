@@ -80,7 +80,11 @@ def _first_customer(settings: object) -> str | None:
 
     db = RetailDatabase(path)
     try:
-        rows = db.query("SELECT user_id FROM users ORDER BY user_id LIMIT 1")
+        # a customer with a pending and a delivered order, so the tour can cancel, return or exchange
+        rows = db.query(
+            "SELECT user_id FROM orders GROUP BY user_id HAVING SUM(status = 'pending') > 0 "
+            "AND SUM(status = 'delivered') > 0 ORDER BY user_id LIMIT 1"
+        ) or db.query("SELECT user_id FROM users ORDER BY user_id LIMIT 1")
     finally:
         db.close()
     return str(rows[0][0]) if rows else None

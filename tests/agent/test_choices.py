@@ -226,8 +226,11 @@ def test_a_hand_off_when_asked_for_or_once_the_records_were_looked_into(db: Reta
     assert "transfer_to_human_agents" in derive(asked).names()
     history = _identified(user, "My package is late.")
     assert "transfer_to_human_agents" not in derive(history).names()
-    failed = [*history, *_call("get_order_details", {"order_id": "#W0000000"}, 3, "Error: order not found")]
-    assert "transfer_to_human_agents" in derive(failed).names()
+    slip = [*history, *_call("calculate", {"expression": "my order"}, 3, "Error: Cannot calculate")]
+    assert "transfer_to_human_agents" not in derive(slip).names()  # the model's own slip: not a reason
+    refused = {"order_id": orders[0]["order_id"], "reason": "no longer needed"}
+    failed = [*history, *_call("cancel_pending_order", refused, 3, "Error: the order is not pending")]
+    assert "transfer_to_human_agents" in derive(failed).names()  # a write the systems refused
     history += _call("get_order_details", {"order_id": orders[0]["order_id"]}, 3, json.dumps(orders[0]))
     assert "transfer_to_human_agents" in derive(history).names()
 
@@ -250,6 +253,7 @@ def test_a_write_is_only_of_the_kind_the_request_asks_for(db: RetailDatabase) ->
     )
     assert "return_delivered_order_items" not in possible.names()
     assert "get_product_details" not in possible.names()  # no swap, no product question
+    assert "list_all_product_types" not in possible.names() and "calculate" not in possible.names()
     assert "return_delivered_order_items" in derive(history, guided=False).names()
     history.append({"role": "user", "content": "Actually, I'd rather send back what I got instead."})
     possible = derive(history)
@@ -263,3 +267,29 @@ def test_a_write_is_only_of_the_kind_the_request_asks_for(db: RetailDatabase) ->
     )
     history.append({"role": "user", "content": "yes"})  # a bare yes keeps the request as it was
     assert "return_delivered_order_items" in derive(history).names()
+
+
+def test_a_policy_search_is_of_the_question_just_asked() -> None:
+    said = [
+        {"role": "user", "content": "How long do I have to return an item?"},
+        {"role": "assistant", "content": "You have 30 days."},
+        {"role": "user", "content": "Do gift card balances expire?"},
+    ]
+    search = derive(said).action("search_policies")
+    assert search is not None and search.slots[0].values == ("Do gift card balances expire?",)
+    assert not derive(said).admits(
+        ToolCall("search_policies", {"query": "How long do I have to return an item?"})
+    )
+
+
+def test_a_request_about_the_customers_own_orders_is_not_a_policy_search() -> None:
+    for text in [
+        "I want to cancel my pending order, I don't need it anymore",
+        "What is the status of my orders?",
+    ]:
+        assert "search_policies" not in derive([{"role": "user", "content": text}]).names(), text
+    for text in [
+        "Can I cancel my order after it shipped?",
+        "I want to return something, how long do I have?",
+    ]:
+        assert "search_policies" in derive([{"role": "user", "content": text}]).names(), text
