@@ -31,6 +31,13 @@ def _call(name: str, arguments: dict[str, Any], n: int, result: str) -> list[dic
     ]
 
 
+def _return(order: dict[str, Any], item_id: str) -> ToolCall:
+    """A return of one item of the order, refunded to how it was paid."""
+    paid = order["payment_history"][0]["payment_method_id"]
+    arguments = {"order_id": order["order_id"], "item_ids": [item_id], "payment_method_id": paid}
+    return ToolCall("return_delivered_order_items", arguments)
+
+
 def _customer(db: RetailDatabase, status: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     data = db.export()
     for order in data["orders"].values():
@@ -86,20 +93,8 @@ def test_writes_only_on_orders_looked_up_in_the_status_they_need(db: RetailDatab
     assert not possible.admits(ToolCall("get_order_details", {"order_id": "#W0000000"}))  # invented
     history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
     possible = derive(history, guided=False)
-    item = order["items"][0]["item_id"]
-    paid = order["payment_history"][0]["payment_method_id"]
-    assert possible.admits(
-        ToolCall(
-            "return_delivered_order_items",
-            {"order_id": order["order_id"], "item_ids": [item], "payment_method_id": paid},
-        )
-    )
-    assert not possible.admits(
-        ToolCall(
-            "return_delivered_order_items",
-            {"order_id": order["order_id"], "item_ids": ["123"], "payment_method_id": paid},
-        )
-    )
+    assert possible.admits(_return(order, order["items"][0]["item_id"]))
+    assert not possible.admits(_return(order, "123"))  # not an item of the order
     assert "cancel_pending_order" not in possible.names()  # delivered, not pending
     # a read is not repeated with the same arguments since the last write
     assert not possible.admits(ToolCall("get_order_details", {"order_id": order["order_id"]}))
@@ -257,14 +252,7 @@ def test_a_write_is_only_of_the_kind_the_request_asks_for(db: RetailDatabase) ->
     assert "return_delivered_order_items" in derive(history, guided=False).names()
     history.append({"role": "user", "content": "Actually, I'd rather send back what I got instead."})
     possible = derive(history)
-    paid = delivered["payment_history"][0]["payment_method_id"]
-    item = delivered["items"][0]["item_id"]
-    assert possible.admits(
-        ToolCall(
-            "return_delivered_order_items",
-            {"order_id": delivered["order_id"], "item_ids": [item], "payment_method_id": paid},
-        )
-    )
+    assert possible.admits(_return(delivered, delivered["items"][0]["item_id"]))
     history.append({"role": "user", "content": "yes"})  # a bare yes keeps the request as it was
     assert "return_delivered_order_items" in derive(history).names()
 
