@@ -618,7 +618,10 @@ class _LlamaScorer:
         todo = [i for i, full in enumerate(fulls) if splits[i] < len(full)]
         n_vocab = llm.n_vocab()
         ctx.set_n_threads(self.engine.decode_threads, self.engine._threads)
-        for group in _groups(todo, [len(fulls[i]) - 1 - start for i in todo], int(llm.n_batch)):
+        # A group's rows fit the batch and the KV cells the prompt leaves free (seq 0 holds `start` of them;
+        # the scoring sequences share those and each row takes a new one).
+        capacity = min(int(llm.n_batch), int(llm.n_ctx()) - start - 1)
+        for group in _groups(todo, [len(fulls[i]) - 1 - start for i in todo], capacity):
             try:
                 self._score_group(group, fulls, splits, start, scores, n_vocab)
             finally:  # the scoring sequences never outlive the group, also when decoding fails

@@ -123,3 +123,25 @@ def test_many_long_choices_are_scored_in_batches_that_fit(base_model: Any) -> No
     assert len(together) == 60 and all(math.isfinite(x) and x < 0 for x in together)
     for got, want in zip((together[0], together[31], together[59]), alone, strict=True):
         assert abs(got - want) < 0.05 * abs(want)  # batched scores are the one-by-one scores
+
+
+def test_choices_after_a_long_prompt_are_scored_in_the_kv_cells_it_leaves(base_model: Any) -> None:
+    import math
+
+    from agent.backends.llama_cpp import _LlamaScorer, engine_thread
+
+    # A prompt near the context's end leaves fewer free KV cells than the batch has rows: groups must fit
+    # those ("failed to find a memory slot for batch of size 504" in a long bench conversation).
+    n_ctx = int(base_model._llm.n_ctx())
+    filler = "The order holds a keyboard, a lamp and a water bottle. " * (n_ctx // 14)
+    prefix = f"<|im_start|>user\n{filler}"
+    while len(base_model._llm.tokenize(prefix.encode(), add_bos=False, special=True)) > n_ctx - 300:
+        prefix = prefix[:-60]
+    prefix += "Which one?<|im_end|>\n<|im_start|>assistant\nThe "
+    cands = [f"item number {i} with a long description of its options and colour" for i in range(40)]
+
+    def score() -> list[float]:
+        return _LlamaScorer(base_model, base_model._llm).logprobs(prefix, cands)
+
+    scores = engine_thread().submit(score).result()
+    assert len(scores) == 40 and all(math.isfinite(x) and x < 0 for x in scores)
