@@ -86,20 +86,17 @@ def test_the_transformers_backend_decides_within_choices_too(db: RetailDatabase)
 
 
 def test_schema_for_guided_decoding_names_only_possible_values(db: RetailDatabase) -> None:
-    history = _situations(db)[3]
+    history = _situations(db)[4]  # the order and the item's product looked up: an exchange is possible
     possible = derive(history)
     specs = tool_specs(possible, TOOL_SPECS)
     assert {s["function"]["name"] for s in specs} == set(possible.names())
-    orders = next(s for s in specs if s["function"]["name"] == "return_delivered_order_items")
-    order_ids = orders["function"]["parameters"]["properties"]["order_id"]["enum"]
-    assert order_ids == [json.loads(history[-1]["content"])["order_id"]]
+    exchanges = next(s for s in specs if s["function"]["name"] == "exchange_delivered_order_items")
+    order_ids = exchanges["function"]["parameters"]["properties"]["order_id"]["enum"]
+    assert order_ids == [json.loads(history[-3]["content"])["order_id"]]
     schema = json_schema(possible)
     assert len(schema["anyOf"]) == len(possible.actions)
-    assert not possible.admits(
-        ToolCall(
-            "return_delivered_order_items", {"order_id": "#W1", "item_ids": ["1"], "payment_method_id": "x"}
-        )
-    )
+    invented = {"order_id": "#W1", "item_ids": ["1"], "new_item_ids": ["2"], "payment_method_id": "x"}
+    assert not possible.admits(ToolCall("exchange_delivered_order_items", invented))
 
 
 def test_many_long_choices_are_scored_in_batches_that_fit(base_model: Any) -> None:
