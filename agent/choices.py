@@ -442,7 +442,8 @@ def derive(
         read("get_order_details", "order_id", to_read)
         item_products = [str(i.get("product_id")) for o in facts.orders.values() for i in _items(o)]
         every_item = bool(_ALL_ITEMS.search(said))  # "all my items": no item is singled out
-        wanted = [] if every_item else mentioned_items(facts)
+        mentioned = mentioned_items(facts)
+        wanted = [] if every_item else mentioned
         if guided and not every_item:  # a named item's product; any once every order was looked up
             item_products = [str(i.get("product_id")) for i in wanted] or (
                 item_products if _every_order_read(facts) else []
@@ -463,7 +464,8 @@ def derive(
             actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
         if guided:  # the writes the request asks for, on the items the customer names (unless all of them)
             focus = {str(i["item_id"]) for i in wanted}
-            writes = _writes(facts, matcher=variant_matcher, orders=writable_orders(facts), focus=focus)
+            writable = writable_orders(facts, named=named, mentioned=mentioned)
+            writes = _writes(facts, matcher=variant_matcher, orders=writable, focus=focus)
             actions += [w for w in writes if WRITE_CUES[w.name].search(request)]
         else:
             actions += _writes(facts, matcher=variant_matcher)
@@ -520,16 +522,18 @@ def mentioned_items(facts: Facts) -> list[dict[str, Any]]:
     ]
 
 
-def writable_orders(facts: Facts) -> set[str]:
-    """The looked-up orders a write may touch: named by the customer or holding an item they name; every
-    order looked up once the profile's orders all were."""
-    said = " ".join(facts.customer_texts)
-    named = {_order_id(o) for o in _ORDER_ID.findall(said)}
-    wanted = {str(i["item_id"]) for i in mentioned_items(facts)}
+def writable_orders(
+    facts: Facts, *, named: Sequence[str], mentioned: Sequence[Mapping[str, Any]]
+) -> set[str]:
+    """The looked-up orders a write may touch: `named` by the customer or holding an item they name
+    (`mentioned_items`); every order looked up once the profile's orders all were."""
+    if _every_order_read(facts):
+        return set(facts.orders)
+    wanted = {str(i["item_id"]) for i in mentioned}
     holding = {
         o for o, order in facts.orders.items() if any(str(i["item_id"]) in wanted for i in _items(order))
     }
-    return set(facts.orders) if _every_order_read(facts) else (named | holding) & set(facts.orders)
+    return (set(named) | holding) & set(facts.orders)
 
 
 def _every_order_read(facts: Facts) -> bool:

@@ -53,7 +53,7 @@ def _print_demo_address(settings: object) -> None:
     from serve.state import StateDB
 
     assert isinstance(settings, Settings)
-    customer_id = settings.serve.demo_customer_id or _first_customer(settings)
+    customer_id = settings.serve.demo_customer_id or _demo_customer(settings)
     if customer_id is None:
         typer.echo("no demo customer: run `specialist store seed` first", err=True)
         return
@@ -67,7 +67,8 @@ def _print_demo_address(settings: object) -> None:
     typer.echo(f"models (engineer):                {base}/models#key={engineer.secret}")
 
 
-def _first_customer(settings: object) -> str | None:
+def _demo_customer(settings: object) -> str | None:
+    """The first customer (by id) with a pending and a delivered order, else the first customer."""
     from pathlib import Path
 
     from serve.settings import Settings
