@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from agent import addresses
 from agent.chat_model import ChatMessage, ToolCall
 from agent.confirmation import is_explicit_yes
 from agent.tool_specs import IDENTIFY_TOOLS, WRITE_TOOLS
@@ -111,8 +112,9 @@ class Slot:
     """One argument: a value from a set (`one`), a list of values (`many`), or free text (`text`).
 
     A slot's values may depend on an earlier slot: `depends_on` names it and `table` maps its value to this
-    slot's values. A `paired` list has one value per element of the list it depends on, in order (the new
-    item for each old item of an exchange).
+    slot's values; for the values of it in `whole`, a list is all of those (the items the customer named).
+    A `paired` list has one value per element of the list it depends on, in order (the new item for each
+    old item of an exchange).
     """
 
     name: str
@@ -122,6 +124,7 @@ class Slot:
     table: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     paired: bool = False
     max_tokens: int = 40
+    whole: frozenset[str] = frozenset()  # a `many` list that is all of its domain for these keys
 
     def domain(self, chosen: Mapping[str, Any], key: str | None = None) -> tuple[str, ...]:
         """The values allowed given the arguments chosen so far (`key`: the paired element)."""
@@ -144,7 +147,13 @@ class Slot:
             return len(keys) == len(value) and all(
                 v in self.domain(chosen, str(k)) for k, v in zip(keys, value, strict=True)
             )
+        if self.is_whole(chosen):
+            return set(value) == set(self.domain(chosen))
         return all(isinstance(v, str) and v in self.domain(chosen) for v in value)
+
+    def is_whole(self, chosen: Mapping[str, Any]) -> bool:
+        """Whether this list is all of its domain (no value to choose) given the arguments chosen so far."""
+        return self.depends_on is not None and str(chosen.get(self.depends_on, "")) in self.whole
 
 
 @dataclass(frozen=True)
@@ -199,6 +208,12 @@ class Facts:
     last_write_done: bool = False
     turn_tools: list[str] = field(default_factory=list)  # tools run since the customer's last message
     turn_failed: bool = False  # a write refused or a customer not found since the customer's last message
+    addresses: list[dict[str, str]] = field(default_factory=list)  # every address the records showed
+
+    def saw_address(self, record: Mapping[str, Any]) -> None:
+        """Keep the address of a profile or order record (old ones stay: "change it back")."""
+        if isinstance(record.get("address"), Mapping):
+            self.addresses = addresses.unique([*self.addresses, addresses.normalized(record["address"])])
 
 
 def _json(text: str) -> Any:
@@ -247,17 +262,22 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
             if isinstance(data, dict):
                 facts.reads.clear()  # the records changed: reading them again makes sense
                 facts.last_write_done = True
+                facts.saw_address(data)
                 if "order_id" in data:
                     facts.orders[str(data["order_id"])] = data
+                elif "user_id" in data:
+                    facts.profile = data  # an address change returns the updated profile
             continue
         if name in IDENTIFY_TOOLS and isinstance(data, str | type(None)):
             found = message.content.strip().strip('"')
             if found and not found.startswith("Error"):
                 facts.user_id = found
         elif name == "get_user_details" and isinstance(data, dict):
+            facts.saw_address(data)
             facts.profile = data
             facts.user_id = facts.user_id or str(data.get("user_id") or "") or None
         elif name == "get_order_details" and isinstance(data, dict) and "order_id" in data:
+            facts.saw_address(data)
             facts.orders[str(data["order_id"])] = data
         elif name == "get_product_details" and isinstance(data, dict) and "product_id" in data:
             facts.products[str(data["product_id"])] = data
@@ -298,6 +318,18 @@ def _variants(product: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [v for v in listed if isinstance(v, dict) and v.get("item_id") and v.get("available", True)]
 
 
+def _distinct_names(order: Mapping[str, Any], ids: set[str]) -> bool:
+    """Whether the order's items among `ids` are of different products (two vacuum cleaners and "a vacuum
+    cleaner": which one is the customer's to say, not the list's)."""
+    names = [str(i.get("name", "")) for i in _items(order) if str(i["item_id"]) in ids]
+    return len(names) == len(set(names))
+
+
+def _order_items(facts: Facts) -> dict[str, tuple[str, ...]]:
+    """Each looked-up order's item ids."""
+    return {oid: _unique([str(i["item_id"]) for i in _items(o)]) for oid, o in facts.orders.items()}
+
+
 def _payment_ids(facts: Facts) -> tuple[str, ...]:
     methods = (facts.profile or {}).get("payment_methods") or {}
     if isinstance(methods, dict):
@@ -332,7 +364,7 @@ WRITE_CUES: dict[str, re.Pattern[str]] = {
         "return_delivered_order_items": r"return|send (?:\w+ )?back|refund|money back",
         "exchange_delivered_order_items": _SWAP,
         "modify_pending_order_items": _SWAP,
-        "modify_pending_order_address": r"address|ship (?:it )?to|deliver (?:it )?to|moved",
+        "modify_pending_order_address": r"address|(?:ship|send|deliver)(?: [\w#]+){0,3} to\b|moved",
         "modify_pending_order_payment": r"pay|card|paypal|charge",
         "modify_user_address": r"address|moved",
     }.items()
@@ -393,7 +425,8 @@ def derive(
       that message's words, and not for a request about their own orders ("I want to cancel my order",
       "what is the status of my orders?") unless it also asks a policy question ("how long do I have?");
     - a hand-off only when the customer asks for a person, once their records were looked into (profile
-      and an order), or after a refused write or a failed identification since their message;
+      and an order), or after a refused write or a failed identification since their message; and only a
+      hand-off when their message asks to be put through to a person ("can I talk to a human?");
     - the product list only for a swap or a product question, `calculate` only when the request asks for
       an amount (a total, a difference, a balance).
 
@@ -462,10 +495,15 @@ def derive(
             actions.append(Action("list_all_product_types"))
         if not guided or AMOUNT_CUE.search(request):  # a total, a difference, a balance asked for
             actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
-        if guided:  # the writes the request asks for, on the items the customer names (unless all of them)
-            focus = {str(i["item_id"]) for i in wanted}
+        if guided:  # the writes the request asks for, on the items the customer names (or all of them)
+            focus = {kind: item_focus(facts, kind) for kind in ("return", "swap")}
+            if every_item:  # all of them; "everything that isn't X", "all my orders": the model picks
+                whole = _EVERY_ITEM.search(said)
+                plain = whole is not None and not _QUALIFIED.match(said[whole.end() :])
+                every = {i for ids in _order_items(facts).values() for i in ids} if plain else set()
+                focus = {kind: every for kind in focus}
             writable = writable_orders(facts, named=named, mentioned=mentioned)
-            writes = _writes(facts, matcher=variant_matcher, orders=writable, focus=focus)
+            writes = _writes(facts, matcher=variant_matcher, orders=writable, focus=focus, guided=True)
             actions += [w for w in writes if WRITE_CUES[w.name].search(request)]
         else:
             actions += _writes(facts, matcher=variant_matcher)
@@ -479,16 +517,52 @@ def derive(
     if queries and (not guided or (first_step and not asks_account)):
         actions.append(Action("search_policies", (Slot("query", values=queries[:3]),)))
     looked_into = facts.profile is not None and bool(facts.orders)
+    hand_off = Action("transfer_to_human_agents", (Slot("summary", kind="text", max_tokens=32),))
+    if (
+        guided
+        and queries
+        and _WANTS_PERSON.search(queries[0])
+        and "transfer_to_human_agents" not in facts.turn_tools
+    ):
+        # "can I talk to a human?": the customer's explicit ask is done, not searched or argued with
+        return Choices(actions=(hand_off,), reply=False, reply_text=False)
     if not guided or looked_into or facts.turn_failed or _ASKS_PERSON.search(said):
-        actions.append(Action("transfer_to_human_agents", (Slot("summary", kind="text", max_tokens=32),)))
+        actions.append(hand_off)
     # The graph says the reply itself before identification ("I need your email...") and after a write
     # (the write's outcome); elsewhere the model's short reply is checked by the groundedness guard.
     reply_text = facts.user_id is not None and not facts.last_write_done
-    return Choices(actions=tuple(actions), reply=True, reply_text=reply_text)
+    # "Where is my order?": no answer before the order (each of them, if none is named) was looked up
+    reply = not (guided and _unread_asked_about(facts, request, actions))
+    return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text)
+
+
+_STATUS_WORD = r"\b(?:status|where|track\w*|shipped|arriv\w*|deliver\w*)\b"
+_MY_ORDERS = r"\bmy (?:\w+ )?(?:orders?|package|parcel|purchases?|delivery)\b"
+_STATUS_QUESTION = re.compile(
+    rf"{_STATUS_WORD}.*(?:{_MY_ORDERS}|#?W\d{{7}})|{_MY_ORDERS}.*{_STATUS_WORD}", re.I
+)
+
+
+def _unread_asked_about(facts: Facts, request: str, actions: Sequence[Action]) -> bool:
+    """Whether the request asks about orders' status and one it asks about can still be looked up."""
+    lookup = next((a for a in actions if a.name == "get_order_details"), None)
+    if lookup is None or not _STATUS_QUESTION.search(request):
+        return False
+    named = [_order_id(o) for o in _ORDER_ID.findall(request)]
+    asked = named or [str(o) for o in (facts.profile or {}).get("orders") or []]
+    return any(o not in facts.orders for o in asked)
 
 
 _ASKS_PERSON = re.compile(
     r"\b(humans?|person|people|representative|manager|supervisor|transfer|real agent|live agent)\b",
+    re.I,
+)
+# The customer's message asks to be put through to a person (not merely mentions one).
+_WANTS_PERSON = re.compile(
+    r"\b(?:talk|speak|chat)\s+(?:to|with)\s+(?:a|an|some|your|the)?\s*(?:real\s+|live\s+)?"
+    r"(?:human|person|representative|agent|manager|supervisor|someone)\b"
+    r"|\b(?:transfer|connect|put)\s+me\s+(?:to|through|with)\b"
+    r"|\b(?:human|live|real)\s+(?:agent|representative|person)\s+please\b",
     re.I,
 )
 _ALL_ITEMS = re.compile(
@@ -496,6 +570,12 @@ _ALL_ITEMS = re.compile(
     r"(?:\w+\s+)?(?:items?|things|products|orders?|pieces)\b|\beverything\b|\b(?:entire|whole)\s+order\b",
     re.I,
 )
+_EVERY_ITEM = re.compile(
+    r"\b(?:all|every|each)\s+(?:of\s+)?(?:my|the|its|their|these|those|this|that)?\s*"
+    r"(?:\w+\s+)?(?:items?|things|products|pieces)\b|\beverything\b|\b(?:entire|whole)\s+order\b",
+    re.I,
+)
+_QUALIFIED = re.compile(r"\s*(?:that|which|except|but|not|other than|apart|i (?:don't|do not))\b", re.I)
 _NAME_TOKEN = re.compile(r"[a-z]+")
 _GENERIC_NAMES = frozenset(["set", "kit", "pack", "pair", "and", "the", "for", "with"])
 
@@ -511,15 +591,62 @@ def _name_tokens(text: str) -> set[str]:
     return {_stem(w) for w in words if len(w) > 2 and w not in _GENERIC_NAMES}
 
 
-def mentioned_items(facts: Facts) -> list[dict[str, Any]]:
-    """The items of the orders looked up whose product name the customer's words name ("the keyboard")."""
-    said = _name_tokens(" ".join(facts.customer_texts))
+def _head_tokens(name: str) -> set[str]:
+    """The tokens of a product name's last word that is not generic ("Luggage Set": luggage)."""
+    words = [w for w in name.lower().split() if _name_tokens(w)]
+    return _name_tokens(words[-1]) if words else set()
+
+
+def _named_in(said: set[str], items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The items whose product `said` names: by the name's head word ("the watch"), or by another word of it
+    that no item named by its head explains ("the jigsaw" names the Jigsaw Puzzle; "smart" in "the smart
+    thermostat" does not name the Smart Watch)."""
+    by_head = [i for i in items if _head_tokens(str(i.get("name", ""))) & said]
+    explained = set().union(*(_name_tokens(str(i.get("name", ""))) for i in by_head))
     return [
-        item
-        for order in facts.orders.values()
-        for item in _items(order)
-        if _name_tokens(str(item.get("name", ""))) & said
+        i
+        for i in items
+        if i in by_head or (_name_tokens(str(i.get("name", ""))) - explained) & said - explained
     ]
+
+
+def mentioned_items(facts: Facts, texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The items of the orders looked up whose product the customer's words (or `texts`) name."""
+    said = _name_tokens(" ".join(facts.customer_texts if texts is None else texts))
+    items = [item for order in facts.orders.values() for item in _items(order)]
+    named = _named_in(said, items)
+    return [i for i in items if i in named]
+
+
+# A request's clauses start at a write's cue: "return (the bottle), and exchange (the lamp), cancel (...)".
+_CLAUSE_CUE = re.compile(
+    f"(?P<return>{WRITE_CUES['return_delivered_order_items'].pattern})|(?P<swap>{_SWAP})"
+    f"|(?P<other>{WRITE_CUES['cancel_pending_order'].pattern}|address|pay)",
+    re.I,
+)
+_ONLY = re.compile(r"\b(?:only|just the|nothing but)\b", re.I)
+
+
+def item_focus(facts: Facts, kind: str) -> set[str]:
+    """The items a "return" (or a "swap") is about: those the customer names after asking for that kind of
+    write ("return the bottle, and exchange the lamp": the bottle is returned), else every item they name;
+    a later "only the lamp" narrows it. Empty: no item singled out."""
+    segments: list[str] = []
+    for text in facts.customer_texts:
+        cues = list(_CLAUSE_CUE.finditer(text))
+        for n, cue in enumerate(cues):
+            if cue.lastgroup == kind:
+                end = cues[n + 1].start() if n + 1 < len(cues) else len(text)
+                segments.append(text[cue.start() : end])
+    ids = {str(i["item_id"]) for i in mentioned_items(facts, segments)} if segments else set()
+    ids = ids or {str(i["item_id"]) for i in mentioned_items(facts)}
+    for text in reversed(facts.customer_texts):  # "actually, only the desk lamp"
+        for sentence in re.split(r"(?<=[.!?;])\s+", text):
+            if _ONLY.search(sentence):
+                only = {str(i["item_id"]) for i in mentioned_items(facts, [sentence])} & ids
+                if only:
+                    return only
+    return ids
 
 
 def writable_orders(
@@ -543,18 +670,43 @@ def _every_order_read(facts: Facts) -> bool:
 
 
 def _writes(
-    facts: Facts, *, matcher: bool = False, orders: set[str] | None = None, focus: set[str] | None = None
+    facts: Facts,
+    *,
+    matcher: bool = False,
+    orders: set[str] | None = None,
+    focus: Mapping[str, set[str]] | None = None,
+    guided: bool = False,
 ) -> list[Action]:
     """The writes possible on the orders looked up (those of `orders` if given) and the profile, each order
-    in the status it needs; an order holding items of `focus` (the ones the customer names) offers those."""
+    in the status it needs. `focus` ("return", "swap": the items the customer's words single out for that
+    kind of write, `item_focus`): on an order holding some, a return or swap is of exactly those, and a
+    swap waits until each one's product was looked up (an order's items are exchanged once, all together).
+    `guided`: an address change picks a whole address the customer wrote or the records show, and a
+    payment method is of the kind the customer's words name, if they name one (`_named_payments`)."""
     looked_up = [oid for oid in facts.orders if orders is None or oid in orders]
     pending = [oid for oid in looked_up if _status(facts.orders[oid]) == "pending"]
     delivered = [oid for oid in looked_up if _status(facts.orders[oid]) == "delivered"]
     payments = _payment_ids(facts)
     gift_cards = tuple(p for p in payments if p.startswith("gift_card"))
-    items = {oid: _unique([str(i["item_id"]) for i in _items(o)]) for oid, o in facts.orders.items()}
-    if focus:
-        items = {oid: tuple(i for i in ids if i in focus) or ids for oid, ids in items.items()}
+    said = " ".join(facts.customer_texts)
+
+    def narrowed(values: tuple[str, ...], paid: Sequence[str] = ()) -> tuple[str, ...]:
+        return _named_payments(values, said, paid) if guided else values
+
+    every = _order_items(facts)
+
+    def picked(kind: str) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
+        """Each order's items for that kind of write, and the orders where those are the whole list."""
+        chosen = (focus or {}).get(kind) or set()
+        table = {oid: tuple(i for i in ids if i in chosen) or ids for oid, ids in every.items()}
+        return table, frozenset(
+            oid
+            for oid, ids in every.items()
+            if set(ids) & chosen and (set(ids) <= chosen or _distinct_names(facts.orders[oid], chosen))
+        )
+
+    items, whole_return = picked("return")
+    swap_items, whole_swap = picked("swap")
     swaps: dict[str, tuple[str, ...]] = {}
     for order in facts.orders.values():
         for item in _items(order):
@@ -566,30 +718,39 @@ def _writes(
                 swaps[str(item["item_id"])] = _unique([str(v["item_id"]) for v in candidates])
     swappable = {
         oid: tuple(i for i in ids if swaps.get(i))
-        for oid, ids in items.items()
-        if any(swaps.get(i) for i in ids)
+        for oid, ids in swap_items.items()
+        if (all if oid in whole_swap else any)(swaps.get(i) for i in ids)
     }
-    address = tuple(Slot(k, kind="text", max_tokens=16) for k in ADDRESS_FIELDS)
     actions: list[Action] = []
 
     def order_slot(orders: Sequence[str]) -> Slot:
         return Slot("order_id", values=tuple(orders))
 
-    def items_slot(table: Mapping[str, tuple[str, ...]], orders: Sequence[str]) -> Slot:
-        return Slot("item_ids", kind="many", depends_on="order_id", table={o: table[o] for o in orders})
+    def items_slot(
+        table: Mapping[str, tuple[str, ...]], orders: Sequence[str], whole: frozenset[str]
+    ) -> Slot:
+        return Slot(
+            "item_ids",
+            kind="many",
+            depends_on="order_id",
+            table={o: table[o] for o in orders},
+            whole=whole & set(orders),
+        )
 
     new_items = Slot("new_item_ids", kind="many", depends_on="item_ids", table=swaps, paired=True)
     if pending:
         actions.append(
             Action("cancel_pending_order", (order_slot(pending), Slot("reason", values=CANCEL_REASONS)))
         )
-        actions.append(Action("modify_pending_order_address", (order_slot(pending), *address)))
+        targets = {o: facts.orders[o].get("address") for o in pending}
+        to_address = _address_slots(facts, "order_id", targets, whole=guided)
+        if to_address is not None:
+            actions.append(Action("modify_pending_order_address", to_address))
         swap_pending = [o for o in pending if o in swappable]
         if swap_pending and payments:
-            slots = (order_slot(swap_pending), items_slot(swappable, swap_pending), new_items)
-            actions.append(
-                Action("modify_pending_order_items", (*slots, Slot("payment_method_id", values=payments)))
-            )
+            slots = (order_slot(swap_pending), items_slot(swappable, swap_pending, whole_swap), new_items)
+            pay_with = Slot("payment_method_id", values=narrowed(payments))
+            actions.append(Action("modify_pending_order_items", (*slots, pay_with)))
         if payments:
             others = {o: tuple(p for p in payments if p not in _paid_with(facts.orders[o])) for o in pending}
             movable = [o for o in pending if others[o]]
@@ -597,25 +758,96 @@ def _writes(
                 pay = Slot("payment_method_id", depends_on="order_id", table=others)
                 actions.append(Action("modify_pending_order_payment", (order_slot(movable), pay)))
     if delivered:
-        refund_to = {o: _unique([*_paid_with(facts.orders[o]), *gift_cards]) for o in delivered}
+        refund_to = {
+            o: narrowed(_unique([*_paid_with(facts.orders[o]), *gift_cards]), _paid_with(facts.orders[o]))
+            for o in delivered
+        }
         returnable = [o for o in delivered if items[o] and refund_to[o]]
         if returnable:
             pay = Slot("payment_method_id", depends_on="order_id", table=refund_to)
             actions.append(
                 Action(
                     "return_delivered_order_items",
-                    (order_slot(returnable), items_slot(items, returnable), pay),
+                    (order_slot(returnable), items_slot(items, returnable, whole_return), pay),
                 )
             )
         swap_delivered = [o for o in delivered if o in swappable]
         if swap_delivered and payments:
-            slots = (order_slot(swap_delivered), items_slot(swappable, swap_delivered), new_items)
-            actions.append(
-                Action("exchange_delivered_order_items", (*slots, Slot("payment_method_id", values=payments)))
-            )
+            slots = (order_slot(swap_delivered), items_slot(swappable, swap_delivered, whole_swap), new_items)
+            pay_with = Slot("payment_method_id", values=narrowed(payments))
+            actions.append(Action("exchange_delivered_order_items", (*slots, pay_with)))
     if facts.user_id:
-        actions.append(Action("modify_user_address", (Slot("user_id", values=(facts.user_id,)), *address)))
+        current = (facts.profile or {}).get("address")
+        to_address = _address_slots(facts, "user_id", {facts.user_id: current}, whole=guided)
+        if to_address is not None:
+            actions.append(Action("modify_user_address", to_address))
     return actions
+
+
+_PAYMENT_KINDS = {
+    "gift_card": re.compile(r"gift ?cards?\b", re.I),
+    "paypal": re.compile(r"pay ?pal", re.I),
+    "credit_card": re.compile(r"credit ?cards?\b|\b(?:visa|mastercard|amex|american express)\b", re.I),
+}
+_ORIGINAL = re.compile(
+    r"\b(?:original|same)\s+(?:payment\s+)?(?:method|card|way)|\bhow i paid\b|\bpaid with\b", re.I
+)
+
+
+def _named_payments(values: tuple[str, ...], said: str, paid: Sequence[str] = ()) -> tuple[str, ...]:
+    """The payment methods among `values` of the one kind the customer's words name ("use my gift card"),
+    or those it was `paid` with if they ask for the original method; all of them otherwise."""
+    kinds = [k for k, pattern in _PAYMENT_KINDS.items() if pattern.search(said)]
+    if len(kinds) == 1:
+        chosen = tuple(v for v in values if v.startswith(kinds[0]))
+    elif not kinds and _ORIGINAL.search(said):
+        chosen = tuple(v for v in values if v in paid)
+    else:
+        chosen = ()
+    return chosen or values
+
+
+def _address_slots(
+    facts: Facts, key: str, targets: Mapping[str, Any], *, whole: bool
+) -> tuple[Slot, ...] | None:
+    """The slots of an address change of these targets (`key`: order or user id -> current address).
+
+    `whole`: the new address is one of `addresses.candidates` (the first line chosen, the other fields
+    follow from it), unless the customer wrote out an address that does not parse (then free text)."""
+    free = tuple(Slot(k, kind="text", max_tokens=16) for k in ADDRESS_FIELDS)
+    texts = facts.customer_texts
+    if not whole or any(addresses.says_street_address(t) and not addresses.parse_addresses(t) for t in texts):
+        return (Slot(key, values=tuple(targets)), *free)
+    profile = (facts.profile or {}).get("address")
+    options: dict[str, list[dict[str, str]]] = {}
+    for target, current in targets.items():
+        found = addresses.candidates(
+            texts=texts,
+            seen=facts.addresses,
+            profile=addresses.normalized(profile) if isinstance(profile, Mapping) else None,
+            on_orders={
+                o: addresses.normalized(r["address"])
+                for o, r in facts.orders.items()
+                if isinstance(r.get("address"), Mapping)
+            },
+            current=addresses.normalized(current) if isinstance(current, Mapping) else None,
+        )
+        if found:
+            options[target] = found
+    if not options:
+        return None
+    every = addresses.unique([a for found in options.values() for a in found])
+    first = Slot(
+        "address1",
+        depends_on=key,
+        table={t: tuple(a["address1"] for a in found) for t, found in options.items()},
+    )
+    rest = tuple(
+        Slot(f, depends_on="address1", table={a["address1"]: (a[f],) for a in every})
+        for f in ADDRESS_FIELDS
+        if f != "address1"
+    )
+    return (Slot(key, values=tuple(options)), first, *rest)
 
 
 _TOKEN = re.compile(r"[a-z0-9]+")

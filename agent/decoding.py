@@ -87,6 +87,9 @@ def _fill(scorer: Scorer, prefix: str, action: Action, trace: Trace) -> tuple[di
                 chosen = domain[_pick(scorer, out, pieces, trace, slot.name)]
                 values.append(chosen)
                 out += sep + json.dumps(chosen)
+        elif slot.is_whole(args):  # the items the customer named: all of them, nothing to choose
+            values = list(slot.domain(args))
+            out += ", ".join(json.dumps(v) for v in values)
         else:
             domain = slot.domain(args)
             while True:

@@ -5,13 +5,18 @@ Recipe:
      app, in process) serving the committed default model.
   2. A batch of scripted conversations (`--batch` dev replays after the first `--heldout`): each replay's
      customer lines, in order, sent by a customer key bound to the replay's customer.
-  3. The service flags what went wrong (`serve.feedback`). A SIMULATED REVIEWER (this script, not a person)
-     goes through every assistant step of each flagged turn with the replay's gold tool calls: the gold
+     A SIMULATED CUSTOMER whose request was not done in the end (the changes made are not exactly the
+     replay's gold writes) rates each reply of the conversation down, through the ratings API.
+  3. The service flags what went wrong (`serve.feedback`: low ratings among its reasons). A SIMULATED
+     REVIEWER (this script, not a person) goes through every assistant step of each flagged turn with the
+     replay's gold tool calls: the gold
      call not made yet (identification left out: the key already identifies the customer) is the right
      step; a step that made it is marked good, any other step is corrected to it through the review API,
      which refuses a call that was not possible at that step (counted as `refused`).
   4. Export (`serve.transcript_export`, as `specialist transcripts export --reviewed`), then SFT of the
-     default adapter on the export (its reviewed steps only) for a fixed budget (`--steps`, `--minutes`).
+     default adapter on the export (its reviewed steps only, `--weight`) mixed with `--synth` synthesized
+     conversations of the default's own recipe (rehearsal: what it knew is not trained away), for a fixed
+     budget (`--steps`, `--minutes`).
   5. Gate (`finetune.gate.decide`, the report written into the run folder) and score: the candidate and the
      default, teacher-forced within `agent.choices` on the gold calls of the held-out replays (the first
      `--heldout`, never in the batch).
@@ -60,6 +65,31 @@ def made_calls(messages: list[dict[str, Any]]) -> list[str]:
             args = json.loads(fn["arguments"]) if isinstance(fn["arguments"], str) else fn["arguments"]
             out.append(_key(fn["name"], args))
     return out
+
+
+def done_writes(messages: list[dict[str, Any]]) -> list[str]:
+    """The writes a transcript carried out (a result that is not an error), as comparable keys."""
+    from agent.tool_specs import WRITE_TOOLS
+
+    results = {m.get("tool_call_id"): str(m.get("content") or "") for m in messages if m["role"] == "tool"}
+    out = []
+    for m in messages:
+        for call in m.get("tool_calls") or []:
+            fn = call["function"]
+            done = call.get("id") in results and not results[call.get("id")].startswith("Error")
+            if fn["name"] in WRITE_TOOLS and done:
+                args = json.loads(fn["arguments"]) if isinstance(fn["arguments"], str) else fn["arguments"]
+                out.append(_key(fn["name"], args))
+    return out
+
+
+def request_done(messages: list[dict[str, Any]], gold: list[dict[str, Any]]) -> bool:
+    """What the SIMULATED CUSTOMER knows at the end: whether exactly the changes they asked for were made
+    (the replay's gold writes; none for a question)."""
+    from agent.tool_specs import WRITE_TOOLS
+
+    wanted = sorted(_key(g["name"], g["arguments"]) for g in gold if g["name"] in WRITE_TOOLS)
+    return sorted(done_writes(messages)) == wanted
 
 
 def review_conversation(
@@ -111,7 +141,14 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=30, help="training steps (the fixed budget)")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget in minutes")
-    parser.add_argument("--weight", type=float, default=1.0, help="the export's weight in the mix")
+    parser.add_argument("--weight", type=float, default=3.0, help="the export's weight in the mix")
+    parser.add_argument(
+        "--synth", type=int, default=150, help="synthesized conversations (people recipe) mixed in; 0: none"
+    )
+    parser.add_argument("--synth-weight", type=float, default=1.0, help="their weight in the mix")
+    parser.add_argument(
+        "--no-ratings", action="store_true", help="the simulated customers do not rate (flags only)"
+    )
     parser.add_argument(
         "--min-gain", type=float, default=0.10, help="the gate's next-action gain over the default"
     )
@@ -185,6 +222,7 @@ def main() -> None:
         engineer = {"Authorization": f"Bearer {reviewer_key}"}
         talk_started = time.perf_counter()
         conversations: dict[str, dict[str, Any]] = {}
+        rated_down = 0
         for record in batch:
             replay = parse_replay(record)
             owner = replay_owner(data, replay)
@@ -203,6 +241,16 @@ def main() -> None:
                 if r.status_code != 200 or any(e["type"] == "handoff" for e in r.json()["events"]):
                     break
             conversations[cid] = record
+            if not args.no_ratings:  # an unhappy customer rates every reply down
+                history = services.agent().history(cid, include_tools=True)
+                if not request_done(list(history), gold_calls(record)):
+                    turns = client.get(f"/api/conversations/{cid}", headers=auth).json()["conversation"][
+                        "turns"
+                    ]
+                    for turn in range(1, turns + 1):
+                        body = {"value": "down", "comment": "my request was not done", "turn": turn}
+                        client.post(f"/api/conversations/{cid}/ratings", json=body, headers=auth)
+                    rated_down += 1
         talk_s = time.perf_counter() - talk_started
         queue = client.get("/api/review", params={"limit": 1000}, headers=engineer).json()["conversations"]
         flagged = [c["id"] for c in queue if c["id"] in conversations]
@@ -230,9 +278,17 @@ def main() -> None:
         export_s = time.perf_counter() - export_started
     print(f"export: {export.to_dict()}", flush=True)
 
+    mix = [f"{{path: {export.out}, weight: {args.weight}}}"]
+    if args.synth:  # rehearsal: conversations like the default's training data, so it keeps what it knew
+        from finetune.people import synth_people
+        from finetune.synth import write_jsonl
+
+        synth_path = work / "synth.jsonl"
+        write_jsonl(synth_people(args.synth, data_dir=args.data, seed=16), synth_path)
+        mix.append(f"{{path: {synth_path}, weight: {args.synth_weight}}}")
     overrides = [
         f"dataset={work / 'ds'}",
-        f"mix=[{{path: {export.out}, weight: {args.weight}}}]",
+        f"mix=[{', '.join(mix)}]",
         f"init_adapter={DEFAULT_MODEL_DIR / 'adapter'}",
         f"output_dir={work / 'runs'}",
         "run_name=loop",
@@ -270,6 +326,7 @@ def main() -> None:
         json.dumps(
             {
                 "conversations": len(conversations),
+                "rated_down": rated_down,
                 "flagged": len(flagged),
                 "corrections": reviewed["corrections"],
                 "marked_good": reviewed["good"],

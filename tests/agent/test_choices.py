@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from agent.chat_model import ToolCall
-from agent.choices import derive, read_facts
+from agent.choices import derive, item_focus, mentioned_items, read_facts
 from agent.store.database import RetailDatabase
 from agent.tool_specs import WRITE_TOOLS
 
@@ -281,3 +281,217 @@ def test_a_request_about_the_customers_own_orders_is_not_a_policy_search() -> No
         "I want to return something, how long do I have?",
     ]:
         assert "search_policies" in derive([{"role": "user", "content": text}]).names(), text
+
+
+def _pending_customer(db: RetailDatabase) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A customer and a pending order of theirs, shipped (in the store) to a relative's address."""
+    data = db.export()
+    for uid, user in data["users"].items():
+        for oid in user["orders"]:
+            order = data["orders"].get(oid)
+            if order and order["status"] == "pending":
+                away = {**order["address"], "address1": "12 Birch Road", "city": "Tacoma", "zip": "98402"}
+                with db.transaction() as conn:
+                    db.put_order(conn, {**order, "address": away})
+                return {**user, "user_id": uid}, db.get_order(oid)
+    raise LookupError("no pending order")
+
+
+def _move(order: dict[str, Any], **address: str) -> ToolCall:
+    return ToolCall("modify_pending_order_address", {"order_id": order["order_id"], **address})
+
+
+def test_an_address_change_writes_the_address_the_customer_wrote_out(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)
+    history = _identified(
+        user, f"Please ship order {order['order_id']} to 445 Maple Drive, Suite 394, Fort Worth, Texas 76165."
+    )
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    possible = derive(history)
+    written = {
+        "address1": "445 Maple Drive",
+        "address2": "Suite 394",
+        "city": "Fort Worth",
+        "state": "TX",
+        "country": "USA",
+        "zip": "76165",
+    }
+    assert possible.admits(_move(order, **written))
+    for wrong in ({"zip": "76156"}, {"address1": "445 Maple Dr"}, {"state": "Texas"}):
+        assert not possible.admits(_move(order, **{**written, **wrong}))  # no digit dropped, nothing reworded
+    assert not possible.admits(_move(order, **user["address"]))  # an address the customer did not ask for
+    # the reviewer (unguided) may type any address
+    assert derive(history, guided=False).admits(_move(order, **{**written, "zip": "76156"}))
+
+
+def test_an_address_change_to_one_on_the_records_is_that_whole_address(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)
+    history = _identified(
+        user, f"Order {order['order_id']} went to the wrong place, send it to my default address."
+    )
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    possible = derive(history)
+    assert possible.admits(_move(order, **user["address"]))
+    assert not possible.admits(_move(order, **order["address"]))  # where it goes already: not a change
+    home = user["address"]
+    assert not possible.admits(_move(order, **{**home, "address2": ""}))
+    history.append({"role": "user", "content": "Actually no, send it to 12 Oak Street instead."})
+    possible = derive(history)  # an address written out that does not parse: the model writes it
+    assert possible.admits(_move(order, **{**home, "address1": "12 Oak Street"}))
+
+
+def test_changing_the_default_address_back_offers_the_one_it_had(db: RetailDatabase) -> None:
+    user, _ = _pending_customer(db)
+    new = {"address1": "101 Highway", "address2": "", "city": "New York", "state": "NY", "country": "USA"}
+    history = _identified(user, "Change my default address to 101 Highway, New York, NY 10001.")
+    changed = {**user, "address": {**new, "zip": "10001"}}
+    args = {"user_id": user["user_id"], **new, "zip": "10001"}
+    assert derive(history).admits(ToolCall("modify_user_address", args))
+    history += _call("modify_user_address", args, 3, json.dumps(changed))
+    history.append(
+        {"role": "user", "content": "Sorry, please change my default address back to the original."}
+    )
+    possible = derive(history)
+    assert possible.admits(ToolCall("modify_user_address", {"user_id": user["user_id"], **user["address"]}))
+    assert not possible.admits(ToolCall("modify_user_address", args))  # what it is now: not a change
+
+
+def _order_with_items(db: RetailDatabase, status: str, n: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A customer and an order of theirs in that status with at least `n` differently named items."""
+    data = db.export()
+    for order in data["orders"].values():
+        if order["status"] == status and len({i["name"] for i in order["items"]}) >= n:
+            user = data["users"][order["user_id"]]
+            return {**user, "user_id": order["user_id"]}, order
+    raise LookupError(f"no {status} order with {n} items")
+
+
+def test_a_return_is_of_exactly_the_items_named_for_it(db: RetailDatabase) -> None:
+    user, order = _order_with_items(db, "delivered", 3)
+    first, second, third = order["items"][:3]
+    history = _identified(
+        user,
+        f"I want to return the {first['name'].lower()} and the {second['name'].lower()}, "
+        f"and exchange the {third['name'].lower()} for another color.",
+    )
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    paid = order["payment_history"][0]["payment_method_id"]
+
+    def ret(*items: dict[str, Any]) -> ToolCall:
+        ids = [i["item_id"] for i in items]
+        arguments = {"order_id": order["order_id"], "item_ids": ids, "payment_method_id": paid}
+        return ToolCall("return_delivered_order_items", arguments)
+
+    possible = derive(history)
+    assert possible.admits(ret(first, second))
+    assert not possible.admits(ret(first))  # not one of them only: both were asked for
+    assert not possible.admits(ret(first, second, third))  # the third is to be exchanged, not returned
+    assert derive(history, guided=False).admits(ret(first))
+    history.append({"role": "user", "content": f"Actually, only the {second['name'].lower()}, please."})
+    possible = derive(history)
+    assert possible.admits(ret(second)) and not possible.admits(ret(first, second))
+
+
+def test_an_exchange_waits_for_every_named_items_product(db: RetailDatabase) -> None:
+    user, order = _order_with_items(db, "delivered", 2)
+    first, second = order["items"][:2]
+    history = _identified(
+        user,
+        f"I'd like to exchange the {first['name'].lower()} and the {second['name'].lower()} for others.",
+    )
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    history += _call(
+        "get_product_details",
+        {"product_id": first["product_id"]},
+        4,
+        json.dumps(db.get_product(first["product_id"])),
+    )
+    assert "exchange_delivered_order_items" not in derive(history).names()  # one exchange per order: wait
+    assert "exchange_delivered_order_items" in derive(history, guided=False).names()
+    history += _call(
+        "get_product_details",
+        {"product_id": second["product_id"]},
+        5,
+        json.dumps(db.get_product(second["product_id"])),
+    )
+    action = derive(history).action("exchange_delivered_order_items")
+    assert action is not None
+    items = next(s for s in action.slots if s.name == "item_ids")
+    assert items.is_whole({"order_id": order["order_id"]})
+    assert set(items.domain({"order_id": order["order_id"]})) == {first["item_id"], second["item_id"]}
+
+
+def test_a_word_shared_with_a_named_item_does_not_name_another() -> None:
+    order = {
+        "order_id": "#W1000001",
+        "status": "delivered",
+        "items": [
+            {"name": "Smart Thermostat", "item_id": "1", "product_id": "p1"},
+            {"name": "Smart Watch", "item_id": "2", "product_id": "p2"},
+            {"name": "Jigsaw Puzzle", "item_id": "3", "product_id": "p3"},
+        ],
+    }
+    facts = read_facts(
+        [
+            {"role": "user", "content": "Exchange the smart thermostat, and return the 1000-piece jigsaw."},
+            *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(order)),
+        ]
+    )
+    assert [i["item_id"] for i in mentioned_items(facts)] == ["1", "3"]
+    assert item_focus(facts, "return") == {"3"} and item_focus(facts, "swap") == {"1"}
+
+
+def test_asking_to_talk_to_a_person_is_a_hand_off_only(db: RetailDatabase) -> None:
+    user, _ = _two_order_customer(db)
+    history = _identified(user, "Can I talk to a human about my refund, please?")
+    possible = derive(history)
+    assert possible.names() == ["transfer_to_human_agents"] and not possible.reply  # not a search, no excuse
+    assert "search_policies" in derive(history, guided=False).names()
+    history.append({"role": "user", "content": "How long does a refund take to reach my card?"})
+    assert "search_policies" in derive(history).names()  # a question again: searched, as any other
+
+
+def test_a_status_question_is_answered_only_after_the_orders_were_looked_up(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    history = _identified(user, "What is the status of my orders?")
+    for n, order in enumerate(orders, start=3):
+        possible = derive(history)
+        assert not possible.reply and possible.admits(
+            ToolCall("get_order_details", {"order_id": order["order_id"]})
+        )  # no answer from thin air: the next order first
+        assert derive(history, guided=False).reply
+        history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+    assert derive(history).reply  # every order looked up: now it can say
+    asked = _identified(user, f"Where is order {orders[0]['order_id']}?")
+    asked += _call("get_order_details", {"order_id": orders[0]["order_id"]}, 3, json.dumps(orders[0]))
+    assert derive(asked).reply  # the order asked about was looked up
+
+
+def test_a_refund_goes_to_the_kind_of_payment_the_customer_names(db: RetailDatabase) -> None:
+    data = db.export()
+    user, order = next(
+        ({**data["users"][o["user_id"]], "user_id": o["user_id"]}, o)
+        for o in data["orders"].values()
+        if o["status"] == "delivered"
+        and not o["payment_history"][0]["payment_method_id"].startswith("gift_card")
+        and any(p.startswith("gift_card") for p in data["users"][o["user_id"]]["payment_methods"])
+    )
+    item = order["items"][0]
+    paid = order["payment_history"][0]["payment_method_id"]
+    gift = next(p for p in user["payment_methods"] if p.startswith("gift_card"))
+
+    def ret(to: str) -> ToolCall:
+        arguments = {"order_id": order["order_id"], "item_ids": [item["item_id"]], "payment_method_id": to}
+        return ToolCall("return_delivered_order_items", arguments)
+
+    for words, refund_to, not_to in (
+        ("Please put the refund on my gift card.", gift, paid),
+        ("Refund it to the original payment method.", paid, gift),
+    ):
+        history = _identified(
+            user, f"I want to return the {item['name'].lower()} from {order['order_id']}. {words}"
+        )
+        history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+        possible = derive(history)
+        assert possible.admits(ret(refund_to)) and not possible.admits(ret(not_to)), words
+        assert derive(history, guided=False).admits(ret(not_to))
