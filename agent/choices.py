@@ -318,11 +318,14 @@ def _variants(product: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [v for v in listed if isinstance(v, dict) and v.get("item_id") and v.get("available", True)]
 
 
-def _distinct_names(order: Mapping[str, Any], ids: set[str]) -> bool:
-    """Whether the order's items among `ids` are of different products (two vacuum cleaners and "a vacuum
-    cleaner": which one is the customer's to say, not the list's)."""
+def _distinct_names(order: Mapping[str, Any], ids: set[str], said: str) -> bool:
+    """Whether the order's items among `ids` are of different products, or the customer's words speak of
+    several of those alike ("the two skateboards"); with two vacuum cleaners and "a vacuum cleaner", which
+    one is the customer's to say, not the list's."""
     names = [str(i.get("name", "")) for i in _items(order) if str(i["item_id"]) in ids]
-    return len(names) == len(set(names))
+    twice = {n for n in names if names.count(n) > 1}
+    lowered = said.lower()
+    return all(re.search(rf"\b{re.escape(n.lower().split()[-1])}e?s\b|\bboth\b", lowered) for n in twice)
 
 
 def _order_items(facts: Facts) -> dict[str, tuple[str, ...]]:
@@ -497,10 +500,8 @@ def derive(
             actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
         if guided:  # the writes the request asks for, on the items the customer names (or all of them)
             focus = {kind: item_focus(facts, kind) for kind in ("return", "swap")}
-            if every_item:  # all of them; "everything that isn't X", "all my orders": the model picks
-                whole = _EVERY_ITEM.search(said)
-                plain = whole is not None and not _QUALIFIED.match(said[whole.end() :])
-                every = {i for ids in _order_items(facts).values() for i in ids} if plain else set()
+            every = _every_item_but(facts, said) if every_item else None
+            if every is not None:  # all of them ("everything except the mug": but that one)
                 focus = {kind: every for kind in focus}
             writable = writable_orders(facts, named=named, mentioned=mentioned)
             writes = _writes(facts, matcher=variant_matcher, orders=writable, focus=focus, guided=True)
@@ -575,7 +576,29 @@ _EVERY_ITEM = re.compile(
     r"(?:\w+\s+)?(?:items?|things|products|pieces)\b|\beverything\b|\b(?:entire|whole)\s+order\b",
     re.I,
 )
-_QUALIFIED = re.compile(r"\s*(?:that|which|except|but|not|other than|apart|i (?:don't|do not))\b", re.I)
+_EXCEPT = re.compile(r"\b(?:except|other than|apart from|besides|excluding|but not|but the)\b", re.I)
+_QUALIFIED = re.compile(r"\b(?:that|which|isn't|is not|aren't|are not|related|unless|if)\b", re.I)
+
+
+def _every_item_but(facts: Facts, said: str) -> set[str] | None:
+    """The items "all my items" / "everything" speaks of: every item looked up but those named after an
+    "except"; none (the model picks) for "everything that isn't for gaming"; None if no such words ("all
+    my orders")."""
+    every = {i for ids in _order_items(facts).values() for i in ids}
+    for sentence in re.split(r"(?<=[.!?;])\s+", said):
+        found = _EVERY_ITEM.search(sentence)
+        if found is None:
+            continue
+        rest = sentence[found.end() :]
+        but = _EXCEPT.search(rest)
+        if _QUALIFIED.search(rest[: but.start()] if but else rest):
+            return set()
+        if but is None:
+            return every
+        return every - {str(i["item_id"]) for i in mentioned_items(facts, [rest[but.end() :]])}
+    return None
+
+
 _NAME_TOKEN = re.compile(r"[a-z]+")
 _GENERIC_NAMES = frozenset(["set", "kit", "pack", "pair", "and", "the", "for", "with"])
 
@@ -702,7 +725,7 @@ def _writes(
         return table, frozenset(
             oid
             for oid, ids in every.items()
-            if set(ids) & chosen and (set(ids) <= chosen or _distinct_names(facts.orders[oid], chosen))
+            if set(ids) & chosen and (set(ids) <= chosen or _distinct_names(facts.orders[oid], chosen, said))
         )
 
     items, whole_return = picked("return")

@@ -495,3 +495,45 @@ def test_a_refund_goes_to_the_kind_of_payment_the_customer_names(db: RetailDatab
         possible = derive(history)
         assert possible.admits(ret(refund_to)) and not possible.admits(ret(not_to)), words
         assert derive(history, guided=False).admits(ret(not_to))
+
+
+def _return_items(
+    history: list[dict[str, Any]], order_id: str, **kwargs: Any
+) -> tuple[tuple[str, ...], bool]:
+    """The items a guided return on that order offers, and whether the list is all of them."""
+    action = derive(history, **kwargs).action("return_delivered_order_items")
+    assert action is not None
+    items = next(s for s in action.slots if s.name == "item_ids")
+    return items.domain({"order_id": order_id}), items.is_whole({"order_id": order_id})
+
+
+def test_everything_but_the_item_named_after_except(db: RetailDatabase) -> None:
+    user, order = _order_with_items(db, "delivered", 3)
+    kept = order["items"][-1]
+    history = _identified(
+        user, f"I want to return everything from order {order['order_id']} except the {kept['name'].lower()}."
+    )
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    offered, whole = _return_items(history, order["order_id"])
+    assert whole and set(offered) == {i["item_id"] for i in order["items"]} - {kept["item_id"]}
+
+
+def test_two_alike_items_are_both_returned_only_when_the_customer_says_so() -> None:
+    order = {
+        "order_id": "#W1000001",
+        "status": "delivered",
+        "items": [
+            {"name": "Skateboard", "item_id": "1", "product_id": "p1", "options": {}},
+            {"name": "Skateboard", "item_id": "2", "product_id": "p1", "options": {}},
+            {"name": "Smart Watch", "item_id": "3", "product_id": "p2", "options": {}},
+        ],
+        "payment_history": [{"transaction_type": "payment", "amount": 1.0, "payment_method_id": "paypal_1"}],
+    }
+    lookup = _call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(order))
+    for words, whole_list in (
+        ("I want to return the two skateboards from #W1000001.", True),
+        ("I want to return a skateboard from #W1000001.", False),  # which one: the model picks
+    ):
+        history = [{"role": "user", "content": words}, *lookup]
+        offered, whole = _return_items(history, "#W1000001", user_id="u1")
+        assert set(offered) == {"1", "2"} and whole is whole_list, words
