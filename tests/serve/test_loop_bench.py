@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.tool_specs import IDENTIFY_TOOLS
-from bench.loop import _key, gold_calls, made_calls
+from bench.loop import _key, gold_calls, made_calls, request_done
 
 REPLAYS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "retail" / "dev_replays.jsonl"
 
@@ -63,3 +63,28 @@ def test_gold_calls_of_the_dev_replays_are_tool_calls() -> None:
     first = json.loads(REPLAYS.read_text().splitlines()[0])
     gold = gold_calls(first)
     assert gold and all(set(g) >= {"name", "arguments"} for g in gold)
+
+
+def _write(call_id: str, result: str) -> list[dict[str, object]]:
+    args = json.dumps({"order_id": "#W1234567", "reason": "no longer needed"})
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "cancel_pending_order", "arguments": args},
+    }
+    return [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call_id, "content": result},
+    ]
+
+
+def test_the_simulated_customer_is_satisfied_only_by_exactly_the_changes_asked_for() -> None:
+    gold = [
+        {"name": "cancel_pending_order", "arguments": {"order_id": "#W1234567", "reason": "no longer needed"}}
+    ]
+    done = [{"role": "user", "content": "cancel it"}, *_write("a", '{"order_id": "#W1234567"}')]
+    refused = [{"role": "user", "content": "cancel it"}, *_write("a", "Error: the order is not pending")]
+    assert request_done(done, gold)
+    assert not request_done(refused, gold)  # a refused write changed nothing
+    assert not request_done([*done, *_write("b", '{"order_id": "#W1234567"}')], gold)  # one change too many
+    assert request_done([{"role": "user", "content": "what is your return policy?"}], [])
