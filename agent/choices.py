@@ -527,8 +527,9 @@ def derive(
     ):
         # "can I talk to a human?": the customer's explicit ask is done, not searched or argued with
         return Choices(actions=(hand_off,), reply=False, reply_text=False)
-    if not guided or looked_into or facts.turn_failed or _ASKS_PERSON.search(said):
-        actions.append(hand_off)
+    status_only = guided and _STATUS_QUESTION.search(request) and not _ANY_WRITE_CUE.search(request)
+    if not guided or (looked_into and not status_only) or facts.turn_failed or _ASKS_PERSON.search(said):
+        actions.append(hand_off)  # a status question once looked up is answered, not handed off
     # The graph says the reply itself before identification ("I need your email...") and after a write
     # (the write's outcome); elsewhere the model's short reply is checked by the groundedness guard.
     reply_text = facts.user_id is not None and not facts.last_write_done
@@ -542,6 +543,9 @@ _MY_ORDERS = r"\bmy (?:\w+ )?(?:orders?|package|parcel|purchases?|delivery)\b"
 _STATUS_QUESTION = re.compile(
     rf"{_STATUS_WORD}.*(?:{_MY_ORDERS}|#?W\d{{7}})|{_MY_ORDERS}.*{_STATUS_WORD}", re.I
 )
+
+
+_ANY_WRITE_CUE = re.compile("|".join(c.pattern for c in WRITE_CUES.values()), re.I)
 
 
 def _unread_asked_about(facts: Facts, request: str, actions: Sequence[Action]) -> bool:

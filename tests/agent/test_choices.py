@@ -462,6 +462,7 @@ def test_a_status_question_is_answered_only_after_the_orders_were_looked_up(db: 
         assert derive(history, guided=False).reply
         history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
     assert derive(history).reply  # every order looked up: now it can say
+    assert "transfer_to_human_agents" not in derive(history).names()  # and says it, not a hand-off
     asked = _identified(user, f"Where is order {orders[0]['order_id']}?")
     asked += _call("get_order_details", {"order_id": orders[0]["order_id"]}, 3, json.dumps(orders[0]))
     assert derive(asked).reply  # the order asked about was looked up
