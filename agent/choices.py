@@ -178,6 +178,7 @@ class Choices:
     actions: tuple[Action, ...]
     reply: bool = True
     reply_text: bool = True
+    status_of: tuple[str, ...] = ()  # a status question's orders, all looked up: the graph says the reply
 
     def action(self, name: str) -> Action | None:
         """The action of that tool, if it is possible now."""
@@ -535,6 +536,10 @@ def derive(
     reply_text = facts.user_id is not None and not facts.last_write_done
     # "Where is my order?": no answer before the order (each of them, if none is named) was looked up
     reply = not (guided and _unread_asked_about(facts, request, actions))
+    if status_only and reply and reply_text and not _POLICY_QUESTION.search(request):
+        asked = _status_asked(facts, request)
+        if asked:  # then the answer is the records' status, said by the graph (nothing else to do)
+            return Choices(actions=(), reply=True, reply_text=False, status_of=asked)
     return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text)
 
 
@@ -556,6 +561,20 @@ def _unread_asked_about(facts: Facts, request: str, actions: Sequence[Action]) -
     named = [_order_id(o) for o in _ORDER_ID.findall(request)]
     asked = named or [str(o) for o in (facts.profile or {}).get("orders") or []]
     return any(o not in facts.orders for o in asked)
+
+
+def _status_asked(facts: Facts, request: str) -> tuple[str, ...]:
+    """The looked-up orders a status question asks about: those it names, else those holding the items it
+    names ("where is my keyboard?"), else every order of the profile (empty while one is not looked up)."""
+    named = [_order_id(o) for o in _ORDER_ID.findall(request)]
+    asked = named or [str(o) for o in (facts.profile or {}).get("orders") or []]
+    if any(o not in facts.orders for o in asked):
+        return ()
+    if not named:
+        mentioned = mentioned_items(facts)
+        holding = {oid for oid in asked if any(i in mentioned for i in _items(facts.orders[oid]))}
+        asked = [o for o in asked if o in holding] or asked
+    return tuple(_unique(asked))
 
 
 _ASKS_PERSON = re.compile(

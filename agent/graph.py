@@ -179,6 +179,8 @@ def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     possible = choices.derive(history, user_id=state.get("user_id"), variant_matcher=matcher)
     messages = [ChatMessage(role="system", content=prompts.system_prompt())]
     messages += [ChatMessage.from_openai(m) for m in history]
+    if not possible.actions and not possible.reply_text:  # nothing for the model to choose or say
+        return {"steps": steps, "proposal": None, "draft": _reply_text(state, possible, "")}
     try:
         reply: ChatReply = ctx.model.complete(messages, TOOL_SPECS, possible)
     except Exception as exc:  # a backend failure must not end the conversation
@@ -214,6 +216,9 @@ def _reply_text(state: AgentState, possible: choices.Choices, text: str) -> str:
     history = state.get("messages", [])
     if not state.get("user_id") and not choices.read_facts(history).user_id:
         return prompts.IDENTIFY_FIRST
+    if possible.status_of:  # "where is my order?", every order asked about looked up: their records say it
+        facts = choices.read_facts(history, user_id=state.get("user_id"))
+        return prompts.order_status([facts.orders[o] for o in possible.status_of])
     if not possible.reply_text:
         done = next((m for m in reversed(history) if m["role"] == "tool"), None)
         if done is not None and done.get("name") in WRITE_TOOLS:

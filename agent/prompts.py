@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 SYSTEM_PROMPT = (
     "You are the support agent of an online store. Help one customer with their own orders, "
     "profile and our policies.\n"
@@ -108,6 +110,31 @@ def write_done(name: str, result: dict[str, object]) -> str:
         return "Done: your default address is updated. Anything else I can help with?"
     status = result.get("status", "updated")
     return f"Done: order {result.get('order_id', '')} is now '{status}'. Anything else I can help with?"
+
+
+ORDER_STATUS_WORDS = {
+    "pending": "is pending (not shipped yet)",
+    "processed": "has been processed and shipped",
+    "delivered": "is delivered",
+    "cancelled": "is cancelled",
+    "return requested": "has a return requested",
+    "exchange requested": "has an exchange requested",
+}
+
+
+def order_status(orders: list[dict[str, Any]]) -> str:
+    """The graph's own answer to a status question, from the orders' records (one line per order)."""
+    lines = []
+    for order in orders:
+        names = ", ".join(dict.fromkeys(str(i["name"]) for i in order.get("items") or [] if i.get("name")))
+        status = str(order.get("status", "")).lower()
+        said = ORDER_STATUS_WORDS.get(status, f"has the status '{status}'")
+        line = f"Order {order.get('order_id', '')}" + (f" ({names})" if names else "") + f" {said}"
+        tracking = [str(t) for f in order.get("fulfillments") or [] for t in f.get("tracking_id") or []]
+        if tracking and status in {"processed", "delivered"}:
+            line += ", tracking number " + ", ".join(dict.fromkeys(tracking))
+        lines.append(line + ".")
+    return "\n".join([*lines, "Anything else I can help with?"])
 
 
 def write_failed(error: str) -> str:

@@ -162,7 +162,7 @@ def _identified(user: dict[str, Any], text: str) -> list[dict[str, Any]]:
 def test_orders_are_looked_up_one_at_a_time_named_ones_first(db: RetailDatabase) -> None:
     user, orders = _two_order_customer(db)
     first, last = orders[0]["order_id"], orders[-1]["order_id"]
-    history = _identified(user, f"Where is my order {last}?")
+    history = _identified(user, f"I need some help with my order {last}.")
     possible = derive(history)
     assert possible.admits(ToolCall("get_order_details", {"order_id": last}))
     assert not possible.admits(ToolCall("get_order_details", {"order_id": first}))  # not yet: one at a time
@@ -461,8 +461,13 @@ def test_a_status_question_is_answered_only_after_the_orders_were_looked_up(db: 
         )  # no answer from thin air: the next order first
         assert derive(history, guided=False).reply
         history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
-    assert derive(history).reply  # every order looked up: now it can say
-    assert "transfer_to_human_agents" not in derive(history).names()  # and says it, not a hand-off
+    possible = derive(history)
+    assert possible.reply and not possible.reply_text  # every order looked up: the graph says their status
+    assert possible.actions == () and possible.status_of == tuple(o["order_id"] for o in orders)
+    policy = _identified(user, "What is the status of my orders, and how long do returns take?")
+    for n, order in enumerate(orders, start=3):
+        policy += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+    assert derive(policy).status_of == ()  # a policy question too: not only the records' status
     asked = _identified(user, f"Where is order {orders[0]['order_id']}?")
     asked += _call("get_order_details", {"order_id": orders[0]["order_id"]}, 3, json.dumps(orders[0]))
     assert derive(asked).reply  # the order asked about was looked up

@@ -513,6 +513,30 @@ def test_rejected_refund_changes_nothing(make_agent: Callable[..., Any], db: Ret
 # --- hand-off, grounding, policy answers, restart ---
 
 
+def test_a_status_question_is_answered_from_the_order_records(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    user_id, user, _ = user_with(db, "delivered")
+    orders = [db.get_order(o) for o in user["orders"]]
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    reads = [call("get_user_details", user_id=user_id), *(read_order(o["order_id"]) for o in orders)]
+    model._script[:0] = reads
+    model._script.append(say("Your orders are all delivered and refunded."))  # never asked: the records say
+    events = turn(agent, "What's the status of my orders?")
+    assert [r["name"] for r in tool_results(events)] == [r.tool_calls[0].name for r in reads]
+    text = message(events)
+    assert prompts.NO_INFORMATION not in text and "refunded" not in text
+    for order in orders:
+        line = next(line for line in text.splitlines() if order["order_id"] in line)
+        assert order["items"][0]["name"] in line
+        assert prompts.ORDER_STATUS_WORDS[order["status"]] in line
+        for fulfillment in order["fulfillments"] if order["status"] == "delivered" else []:
+            assert all(str(t) in line for t in fulfillment["tracking_id"])
+    assert model._script  # the model was not asked for the reply
+
+
 def test_handoff_opens_a_ticket_with_a_summary(make_agent: Callable[..., Any], db: RetailDatabase) -> None:
     user_id, user = customer(db, 0)
     model = ScriptedChatModel()
@@ -653,7 +677,7 @@ def test_a_failing_model_or_tool_does_not_crash(make_agent: Callable[..., Any], 
         raise RuntimeError("backend died")
 
     agent = make_agent(ScriptedChatModel(policy=broken))
-    events = turn(agent, "where is my order?")
+    events = turn(agent, f"I'm {user['email']}, where is my order?")
     assert any(e.type == "error" for e in events) and message(events) == prompts.TOOL_FAILED
     agent.set_model(
         ScriptedChatModel(
@@ -1074,13 +1098,13 @@ def test_an_identical_read_is_not_repeated_and_the_turn_ends(
     identify(agent, model, user)
     looping = ScriptedChatModel(policy=lambda messages, tools: read_order(oid))
     agent.set_model(looping)
-    events = turn(agent, f"where is {oid}?")
+    events = turn(agent, f"what is in {oid}?")
     assert crm.lookups == 1  # ran once; every repeat was refused before it ran
     assert invalid_calls(events) == ["get_order_details"] * 3
     assert [r["ok"] for r in tool_results(events)] == [True, False, False, False]
     assert len(looping.calls) == 4 and message(events) == prompts.TOO_MANY_STEPS
     # the result is still in the history: asking again reads nothing again
-    events = turn(agent, f"and where is {oid} now?")
+    events = turn(agent, f"and what is in {oid} now?")
     assert crm.lookups == 1 and message(events) == prompts.TOO_MANY_STEPS
 
 
