@@ -111,6 +111,7 @@ _GENERIC_WORDS = """
     hello thanks thank bit lot kind sort own myself yourself anyway without up out down off over onto
     same single separate multiple several apply applies brand place placed placing
     order orders ordered item items product products purchase purchased buy bought
+    ago now never not totally completely anymore until since
 """
 # A customer's phrase for a policy's word, rewritten before the words are compared.
 _PHRASES = (
@@ -169,6 +170,9 @@ _SYNONYM_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("profile", ("account",)),
     ("identity", ("verify",)),
     ("prove", ("verify",)),
+    # a question in weeks or months is answered by a policy counted in days
+    ("week", ("day",)),
+    ("month", ("day",)),
 )
 
 
@@ -213,6 +217,7 @@ class _Embedded:
     vectors: list[list[float]]
     terms: frozenset[str]
     heading: str
+    words: frozenset[str] = frozenset()  # the passage's words as written (lower case), for misspellings
 
 
 def policy_sentences(text: str) -> list[str]:
@@ -290,9 +295,51 @@ def topic_terms(question: str, *, generic: bool = False) -> set[str]:
     }
 
 
+def topic_words(question: str) -> dict[str, set[str]]:
+    """Each topic term of the question (`topic_terms`) with the words of the question it stems from."""
+    low = question.lower()
+    for phrase, word in _PHRASES:
+        low = phrase.sub(word, low)
+    topics = topic_terms(question)
+    found: dict[str, set[str]] = {t: set() for t in topics}
+    for w in _words(low):
+        if _stem(w) in found:
+            found[_stem(w)].add(w)
+    return found
+
+
 def _found(term: str, terms: frozenset[str]) -> bool:
     """Whether a passage's stems hold the term or one of its synonyms."""
     return term in terms or any(alias in terms for alias in _SYNONYMS.get(term, ()))
+
+
+def _misspelt(word: str, words: frozenset[str]) -> bool:
+    """Whether `word`, which the passage does not hold, is a passage word misspelt or run together: one
+    letter dropped, added, changed or two swapped in a word of five letters or more (same first letter:
+    "credt", "retrun"), or two of its words written as one ("giftcard")."""
+    if len(word) < 5 or "-" in word:
+        return False
+    if any(word[:n] in words and word[n:] in words for n in range(3, len(word) - 2)):
+        return True
+    return any(len(w) >= 5 and w[0] == word[0] and _one_edit(word, w) for w in words)
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Damerau-Levenshtein distance exactly one."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        swapped = (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
+        return len(diff) == 1 or swapped
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    i = next((k for k in range(len(short)) if short[k] != long_[k]), len(short))
+    return short[i:] == long_[i + 1 :]
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -370,7 +417,7 @@ class PolicyAnswerer:
         if not question:
             return []
         query = self.embedder.embed_query(question)
-        topics = topic_terms(question)
+        topics = topic_words(question)
         # The lexical score counts the generic words too: on the calibration half that chose the right
         # section more often (0.86 of the answerable questions right vs 0.83 with the topic terms alone).
         words = topic_terms(question, generic=True)
@@ -378,7 +425,13 @@ class PolicyAnswerer:
         found: list[Candidate] = []
         for rank, passage in enumerate(passages):
             embedded = self._embedded(passage)
-            missing = tuple(sorted(t for t in topics if not _found(t, embedded.terms)))
+            missing = tuple(
+                sorted(
+                    t
+                    for t, spelt in topics.items()
+                    if not _found(t, embedded.terms) and not any(_misspelt(w, embedded.words) for w in spelt)
+                )
+            )
             covered = sum(_found(t, embedded.terms) for t in words) / len(words) if words else 0.0
             label = str(passage.get("label", ""))
             doc_id = str(passage.get("doc_id") or label.rsplit("-", 1)[0])
@@ -433,7 +486,8 @@ class PolicyAnswerer:
         # Under its heading a sentence keeps its subject ("Balance and expiry: ... do not expire").
         inputs = [f"{heading}: {s}" if heading else s for s in sentences]
         vectors = self.embedder.embed_documents(inputs) if inputs else []
-        embedded = _Embedded(sentences, vectors, frozenset(_terms(f"{heading} {text}")), heading)
+        words = frozenset(w for w in _words(f"{heading} {text}") if len(w) > 2)
+        embedded = _Embedded(sentences, vectors, frozenset(_terms(f"{heading} {text}")), heading, words)
         with self._lock:
             self._cache[key] = embedded
             if len(self._cache) > self._cache_size:

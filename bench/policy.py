@@ -41,7 +41,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from agent.answers import PolicyAnswer, PolicyAnswerer, policy_sentences  # noqa: E402
 
 QUESTIONS = Path(__file__).resolve().parent / "data" / "policy_questions.jsonl"
-SEARCH_K = 3  # what agent/tools.py `search_policies` asks the knowledge base for
+SEARCH_K = 5  # what agent/tools.py `search_policies` asks the knowledge base for
 SWEEP = [round(0.01 * i, 2) for i in range(81)]
 
 
