@@ -417,11 +417,13 @@ def derive(
     Always: identification first, reads of the customer's own records, writes only on orders looked up in the
     status they need. `guided` (the agent's decisions; off for a reviewer, who may pick any safe step) also
     orders the work as an agent does it, so the model cannot skip ahead:
-    - orders are looked up one at a time: the ones the customer named, then the profile's, in its order
-      (an order looked up before the last write may be read again);
+    - orders are looked up one at a time: the ones the customer named (before the profile, too), then the
+      profile's, in its order (an order looked up before the last write may be read again);
     - a write needs its order named by the customer, or holding an item the customer's words name
-      ("the keyboard"), or every order of the profile looked up; on an order holding named items, the
-      items of a return or swap are among those (unless the customer speaks of all items);
+      ("the keyboard"), or every order of the profile looked up; a request about all of something ("all
+      my pending orders", "every t-shirt"), no order named, has every order looked up before its first
+      write; on an order holding named items, the items of a return or swap are among those (unless the
+      customer speaks of all items);
     - a product lookup is of a named item's product, or of any item once every order was looked up;
     - a write only of a kind the customer's current request asks for (`WRITE_CUES`: "cancel" is never a
       return), a product lookup only for a swap or a product question;
@@ -464,9 +466,10 @@ def derive(
             )
             actions.append(Action("find_user_id_by_name_zip", slots))
     else:
-        read("get_user_details", "user_id", [facts.user_id])
         profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
         named = [_order_id(o) for o in _ORDER_ID.findall(said)]
+        if not guided or facts.profile is not None or all(o in facts.orders for o in named):
+            read("get_user_details", "user_id", [facts.user_id])  # guided: an order they named comes first
         to_read = _unique([*named, *profile_orders])
         if guided:  # the next order never looked up, and those looked up before the last write (to re-read)
             fresh = [
@@ -506,6 +509,8 @@ def derive(
                 focus = {kind: every for kind in focus}
             writable = writable_orders(facts, named=named, mentioned=mentioned)
             writes = _writes(facts, matcher=variant_matcher, orders=writable, focus=focus, guided=True)
+            if _ALL_OF.search(request) and not named and not _every_order_tried(facts):
+                writes = []  # "cancel all my pending orders": each order is looked up before the first write
             actions += [w for w in writes if WRITE_CUES[w.name].search(request)]
         else:
             actions += _writes(facts, matcher=variant_matcher)
@@ -707,6 +712,23 @@ def writable_orders(
         o for o, order in facts.orders.items() if any(str(i["item_id"]) in wanted for i in _items(order))
     }
     return (set(named) | holding) & set(facts.orders)
+
+
+# A request about all of something ("all my pending orders", "every t-shirt", "everything gaming related").
+_ALL_OF = re.compile(
+    r"\b(?:all|every)\s+(?:of\s+)?(?:my|the|your|possible|pending|delivered)\b|\beverything\b"
+    r"|\b(?:all|every|each)\s+(?:\w+\s+)?(?:orders?|items?|things|products|purchases)\b",
+    re.I,
+)
+
+
+def _every_order_tried(facts: Facts) -> bool:
+    """Whether the profile was read and each of its orders looked up (or its lookup failed)."""
+    profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
+    return facts.profile is not None and all(
+        o in facts.orders or _read_key("get_order_details", {"order_id": o}) in facts.reads
+        for o in profile_orders
+    )
 
 
 def _every_order_read(facts: Facts) -> bool:

@@ -543,3 +543,50 @@ def test_two_alike_items_are_both_returned_only_when_the_customer_says_so() -> N
         history = [{"role": "user", "content": words}, *lookup]
         offered, whole = _return_items(history, "#W1000001", user_id="u1")
         assert set(offered) == {"1", "2"} and whole is whole_list, words
+
+
+def test_an_order_the_customer_names_is_looked_up_before_the_profile(db: RetailDatabase) -> None:
+    user, order, _ = _customer(db, "delivered")
+    uid = order["user_id"]
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": f"I'm {user['email']}, please return an item of {order['order_id']}"}
+    ]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+    possible = derive(history)
+    assert "get_user_details" not in possible.names()
+    assert possible.admits(ToolCall("get_order_details", {"order_id": order["order_id"]}))
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 2, json.dumps(order))
+    assert derive(history).admits(ToolCall("get_user_details", {"user_id": uid}))  # then the profile
+    # without an order named, the profile comes first as before
+    plain = [{"role": "user", "content": f"I'm {user['email']}, I want to return an item"}]
+    plain += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+    assert derive(plain).names() and "get_user_details" in derive(plain).names()
+
+
+def test_a_request_about_all_orders_looks_each_one_up_before_a_write(db: RetailDatabase) -> None:
+    data = db.export()
+    user = next(  # a customer with two pending orders or more
+        u
+        for u in data["users"].values()
+        if sum(data["orders"][o]["status"] == "pending" for o in u["orders"] if o in data["orders"]) >= 2
+    )
+    uid = next(o["user_id"] for o in data["orders"].values() if o["order_id"] in user["orders"])
+    orders = [data["orders"][o] for o in user["orders"]]
+    history: list[dict[str, Any]] = [
+        {
+            "role": "user",
+            "content": f"I'm {user['email']}. Please cancel all my pending orders, no longer needed.",
+        }
+    ]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+    history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
+    for n, order in enumerate(orders[:-1], start=3):
+        history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+        possible = derive(history)
+        assert "cancel_pending_order" not in possible.names()  # an order is still not looked up
+        assert possible.admits(ToolCall("get_order_details", {"order_id": orders[n - 2]["order_id"]}))
+    last = orders[-1]
+    history += _call("get_order_details", {"order_id": last["order_id"]}, 9, json.dumps(last))
+    pending = next(o for o in orders if o["status"] == "pending")
+    call = ToolCall("cancel_pending_order", {"order_id": pending["order_id"], "reason": "no longer needed"})
+    assert derive(history).admits(call)
