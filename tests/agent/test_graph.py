@@ -341,8 +341,8 @@ def test_a_write_the_system_would_refuse_is_never_listed(
     agent = make_agent(model, retry_refused_writes=1)
     identify(agent, model, user)
     model._script[:0] = [
+        read_order(oid),  # the order the customer named comes before the profile
         call("get_user_details", user_id=user_id),
-        read_order(oid),
         call("modify_pending_order_payment", order_id=oid, payment_method_id=card),
         say("Your gift card doesn't cover that order."),
     ]
@@ -360,7 +360,7 @@ def test_a_refused_write_is_relayed_by_the_graph_once_retries_are_spent(
 ) -> None:
     user_id, user, order, card = uncovered_payment_change(db)
     oid = order["order_id"]
-    looked_up = [call("get_user_details", user_id=user_id), read_order(oid), say("Which card?")]
+    looked_up = [read_order(oid), call("get_user_details", user_id=user_id), say("Which card?")]
     refused = call("modify_pending_order_payment", order_id=oid, payment_method_id=card)
     # by default (no retry) the first refusal is relayed at once, and the next turn starts afresh
     model = ScriptedChatModel()
@@ -1015,8 +1015,8 @@ def test_an_exchange_offers_only_available_variants_of_the_items_product(
     identify(agent, model, user)
     model._script[:0] = [
         exchange(wanted["item_id"]),  # before the product's variants were looked up
+        read_order(oid),  # the order the customer named comes before the profile
         call("get_user_details", user_id=user_id),
-        read_order(oid),
         call("get_product_details", product_id=item["product_id"]),
         exchange(gone["item_id"]),  # not available
         exchange(stranger),  # another product's item
