@@ -385,6 +385,7 @@ _ACCOUNT_REQUEST = re.compile(
     r"|\b(?:show|list|see)\b.*\bmy (?:orders?|purchases)\b",
     re.I,
 )
+_ABOUT_POLICY = re.compile(r"\bpolic(?:y|ies)\b", re.I)
 _POLICY_QUESTION = re.compile(
     r"\b(?:how long|how do i|how does|do i|can i|is it|are there|what happens|how many|should i|what if)\b",
     re.I,
@@ -431,8 +432,10 @@ def derive(
       that message's words, and not for a request about their own orders ("I want to cancel my order",
       "what is the status of my orders?") unless it also asks a policy question ("how long do I have?");
     - a hand-off only when the customer asks for a person, once their records were looked into (profile
-      and an order), or after a refused write or a failed identification since their message; and only a
-      hand-off when their message asks to be put through to a person ("can I talk to a human?");
+      and an order) and the question was searched, or after a refused write or a failed identification
+      since their message; and only a hand-off when their message asks to be put through to a person
+      ("can I talk to a human?");
+    - no write for a question about a policy ("what is your return policy?") that asks for nothing;
     - the product list only for a swap or a product question, `calculate` only when the request asks for
       an amount (a total, a difference, a balance).
 
@@ -511,6 +514,8 @@ def derive(
             writes = _writes(facts, matcher=variant_matcher, orders=writable, focus=focus, guided=True)
             if _ALL_OF.search(request) and not named and not _every_order_tried(facts):
                 writes = []  # "cancel all my pending orders": each order is looked up before the first write
+            if _ABOUT_POLICY.search(request) and not _ACCOUNT_REQUEST.search(request):
+                writes = []  # "what is your return policy?" asks what the policy says, not for a return
             actions += [w for w in writes if WRITE_CUES[w.name].search(request)]
         else:
             actions += _writes(facts, matcher=variant_matcher)
@@ -521,7 +526,8 @@ def derive(
     asks_account = bool(queries) and bool(
         _ACCOUNT_REQUEST.search(queries[0]) and not _POLICY_QUESTION.search(queries[0])
     )
-    if queries and (not guided or (first_step and not asks_account)):
+    searchable = bool(queries) and (not guided or (first_step and not asks_account))
+    if searchable:
         actions.append(Action("search_policies", (Slot("query", values=queries[:3]),)))
     looked_into = facts.profile is not None and bool(facts.orders)
     hand_off = Action("transfer_to_human_agents", (Slot("summary", kind="text", max_tokens=32),))
@@ -534,8 +540,15 @@ def derive(
         # "can I talk to a human?": the customer's explicit ask is done, not searched or argued with
         return Choices(actions=(hand_off,), reply=False, reply_text=False)
     status_only = guided and _STATUS_QUESTION.search(request) and not _ANY_WRITE_CUE.search(request)
-    if not guided or (looked_into and not status_only) or facts.turn_failed or _ASKS_PERSON.search(said):
-        actions.append(hand_off)  # a status question once looked up is answered, not handed off
+    asked_for_person = bool(_ASKS_PERSON.search(said))
+    if (
+        not guided
+        or (looked_into and not status_only and not searchable)
+        or facts.turn_failed
+        or asked_for_person
+    ):
+        # a status question once looked up is answered, not handed off; a question is searched first
+        actions.append(hand_off)
     # The graph says the reply itself before identification ("I need your email...") and after a write
     # (the write's outcome); elsewhere the model's short reply is checked by the groundedness guard.
     reply_text = facts.user_id is not None and not facts.last_write_done

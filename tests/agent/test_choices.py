@@ -590,3 +590,21 @@ def test_a_request_about_all_orders_looks_each_one_up_before_a_write(db: RetailD
     pending = next(o for o in orders if o["status"] == "pending")
     call = ToolCall("cancel_pending_order", {"order_id": pending["order_id"], "reason": "no longer needed"})
     assert derive(history).admits(call)
+
+
+def test_a_question_about_a_policy_is_searched_not_acted_on(db: RetailDatabase) -> None:
+    user, order, _ = _customer(db, "delivered")
+    uid = order["user_id"]
+    history: list[dict[str, Any]] = [{"role": "user", "content": f"I'm {user['email']}"}]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+    history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    history.append({"role": "user", "content": "Hi, what is your return policy?"})
+    possible = derive(history)
+    assert "return_delivered_order_items" not in possible.names()  # a question, not a request
+    assert "search_policies" in possible.names()
+    assert "transfer_to_human_agents" not in possible.names()  # searched first, not handed off
+    searched = [*history, *_call("search_policies", {"query": "Hi, what is your return policy?"}, 4, "[]")]
+    assert "transfer_to_human_agents" in derive(searched).names()  # then a person may take it
+    history.append({"role": "user", "content": f"I want to return the {order['items'][0]['name']}."})
+    assert "return_delivered_order_items" in derive(history).names()  # asked for: offered
