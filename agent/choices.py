@@ -528,7 +528,10 @@ def derive(
     )
     searchable = bool(queries) and (not guided or (first_step and not asks_account))
     if searchable:
-        actions.append(Action("search_policies", (Slot("query", values=queries[:3]),)))
+        search = Action("search_policies", (Slot("query", values=queries[:3]),))
+        if guided and _ABOUT_POLICY.search(queries[0]) and not _ACCOUNT_REQUEST.search(queries[0]):
+            actions = []  # "what is your return policy?": its search is the step, not the customer's records
+        actions.append(search)
     looked_into = facts.profile is not None and bool(facts.orders)
     hand_off = Action("transfer_to_human_agents", (Slot("summary", kind="text", max_tokens=32),))
     if (
