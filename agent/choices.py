@@ -542,6 +542,12 @@ def derive(
     ):
         # "can I talk to a human?": the customer's explicit ask is done, not searched or argued with
         return Choices(actions=(hand_off,), reply=False, reply_text=False)
+    # "What is the status of my orders?" as the customer's latest words is the request, whatever came before
+    # ("how long do refunds take?" is no ask for a refund): no write now
+    latest = next((t for t in reversed(texts) if not _bare(t)), "")
+    if guided and _STATUS_QUESTION.search(latest) and not _ANY_WRITE_CUE.search(latest):
+        request = latest
+        actions = [a for a in actions if a.name not in WRITE_CUES]
     status_only = guided and _STATUS_QUESTION.search(request) and not _ANY_WRITE_CUE.search(request)
     asked_for_person = bool(_ASKS_PERSON.search(said))
     if (
