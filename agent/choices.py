@@ -432,7 +432,8 @@ def derive(
       that message's words, and not for a request about their own orders ("I want to cancel my order",
       "what is the status of my orders?") unless it also asks a policy question ("how long do I have?");
     - a hand-off only when the customer asks for a person, once their records were looked into (profile
-      and an order) and the question was searched, or after a refused write or a failed identification
+      and an order), the question searched and no write it asks for possible, or after a refused write or
+      a failed identification
       since their message; and only a hand-off when their message asks to be put through to a person
       ("can I talk to a human?");
     - no write for a question about a policy ("what is your return policy?") that asks for nothing;
@@ -550,13 +551,15 @@ def derive(
         actions = [a for a in actions if a.name not in WRITE_CUES]
     status_only = guided and _STATUS_QUESTION.search(request) and not _ANY_WRITE_CUE.search(request)
     asked_for_person = bool(_ASKS_PERSON.search(said))
+    can_write = any(a.name in WRITE_CUES for a in actions)
     if (
         not guided
-        or (looked_into and not status_only and not searchable)
+        or (looked_into and not status_only and not searchable and not can_write)
         or facts.turn_failed
         or asked_for_person
     ):
-        # a status question once looked up is answered, not handed off; a question is searched first
+        # a status question once looked up is answered, not handed off; a question is searched first; a
+        # change the request asks for and the records allow is proposed, not passed on
         actions.append(hand_off)
     # The graph says the reply itself before identification ("I need your email...") and after a write
     # (the write's outcome); elsewhere the model's short reply is checked by the groundedness guard.

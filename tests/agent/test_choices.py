@@ -619,3 +619,19 @@ def test_a_status_question_after_a_refund_question_asks_for_no_refund(db: Retail
         history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
         assert not set(derive(history).names()) & WRITE_TOOLS  # "refund" was a question, not an ask
     assert derive(history).status_of == tuple(o["order_id"] for o in orders)
+
+
+def test_a_change_the_records_allow_is_proposed_not_handed_off(db: RetailDatabase) -> None:
+    user, order, _ = _customer(db, "delivered")
+    uid = order["user_id"]
+    item = order["items"][0]
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": f"I'm {user['email']}. I'd like to return the {item['name']} please."}
+    ]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+    history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    names = derive(history).names()
+    assert "return_delivered_order_items" in names and "transfer_to_human_agents" not in names
+    history.append({"role": "user", "content": "Actually, can a real person handle this?"})
+    assert "transfer_to_human_agents" in derive(history).names()  # asked for: always possible
