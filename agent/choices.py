@@ -368,7 +368,7 @@ WRITE_CUES: dict[str, re.Pattern[str]] = {
         "return_delivered_order_items": r"return|send (?:\w+ )?back|refund|money back",
         "exchange_delivered_order_items": _SWAP,
         "modify_pending_order_items": _SWAP,
-        "modify_pending_order_address": r"address|(?:ship|send|deliver)(?: [\w#]+){0,3} to\b|moved",
+        "modify_pending_order_address": r"address|(?:ship|send|sent|deliver)\w*(?: [\w#]+){0,3} to\b|moved",
         "modify_pending_order_payment": r"pay|card|paypal|charge",
         "modify_user_address": r"address|moved",
     }.items()
@@ -517,7 +517,9 @@ def derive(
                 writes = []  # "cancel all my pending orders": each order is looked up before the first write
             if _ABOUT_POLICY.search(request) and not _ACCOUNT_REQUEST.search(request):
                 writes = []  # "what is your return policy?" asks what the policy says, not for a return
-            actions += [w for w in writes if WRITE_CUES[w.name].search(request)]
+            actions += [
+                w for w in writes if WRITE_CUES[w.name].search(request) and _asked_for(w.name, request)
+            ]
         else:
             actions += _writes(facts, matcher=variant_matcher)
     queries = _unique(list(reversed(texts)))
@@ -723,6 +725,21 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
                 if only:
                     return only
     return ids
+
+
+_ITEM_SWAP = re.compile(_SWAP.replace("|change|modif|upgrade|update", "|upgrade"), re.I)
+_ITEM_WRITES = frozenset(["exchange_delivered_order_items", "modify_pending_order_items"])
+
+
+def _asked_for(name: str, request: str) -> bool:
+    """Beyond its cue: "change the order to be shipped to 12 Elm Street" asks for a new address, not new
+    items (a swap of items needs a word of its own when the request speaks of an address)."""
+    if name in _ITEM_WRITES and WRITE_CUES["modify_pending_order_address"].search(request):
+        return bool(_ITEM_SWAP.search(request) or PRODUCT_CUE.search(_SWAP_WORDS.sub("", request)))
+    return True
+
+
+_SWAP_WORDS = re.compile(_SWAP, re.I)
 
 
 def writable_orders(

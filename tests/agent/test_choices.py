@@ -635,3 +635,19 @@ def test_a_change_the_records_allow_is_proposed_not_handed_off(db: RetailDatabas
     assert "return_delivered_order_items" in names and "transfer_to_human_agents" not in names
     history.append({"role": "user", "content": "Actually, can a real person handle this?"})
     assert "transfer_to_human_agents" in derive(history).names()  # asked for: always possible
+
+
+def test_an_order_to_be_shipped_elsewhere_is_an_address_change_not_new_items(db: RetailDatabase) -> None:
+    user, order, _ = _customer(db, "pending")
+    uid = order["user_id"]
+    item = order["items"][0]
+    said = (
+        f"I'm {user['email']}. Can I change the {item['name']} order to be shipped to "
+        "12 Elm Street, Springfield, IL 62704?"
+    )
+    history: list[dict[str, Any]] = [{"role": "user", "content": said}]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+    history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    names = derive(history).names()
+    assert "modify_pending_order_address" in names and "modify_pending_order_items" not in names
