@@ -279,12 +279,18 @@ def _terms(text: str) -> set[str]:
     return found
 
 
-def topic_terms(question: str, *, generic: bool = False) -> set[str]:
-    """Stems of what the question is about: its words less question words, numbers and (unless `generic`)
-    _GENERIC words, the customer's phrases rewritten in the policies' words."""
+def _in_policy_words(question: str) -> str:
+    """The question in lower case, the customer's phrases rewritten in the policies' words."""
     low = question.lower()
     for phrase, word in _PHRASES:
         low = phrase.sub(word, low)
+    return low
+
+
+def topic_terms(question: str, *, generic: bool = False) -> set[str]:
+    """Stems of what the question is about: its words less question words, numbers and (unless `generic`)
+    _GENERIC words, the customer's phrases rewritten in the policies' words."""
+    low = _in_policy_words(question)
     return {
         _stem(w)
         for w in _words(low)
@@ -297,12 +303,8 @@ def topic_terms(question: str, *, generic: bool = False) -> set[str]:
 
 def topic_words(question: str) -> dict[str, set[str]]:
     """Each topic term of the question (`topic_terms`) with the words of the question it stems from."""
-    low = question.lower()
-    for phrase, word in _PHRASES:
-        low = phrase.sub(word, low)
-    topics = topic_terms(question)
-    found: dict[str, set[str]] = {t: set() for t in topics}
-    for w in _words(low):
+    found: dict[str, set[str]] = {t: set() for t in topic_terms(question)}
+    for w in _words(_in_policy_words(question)):
         if _stem(w) in found:
             found[_stem(w)].add(w)
     return found

@@ -386,6 +386,13 @@ _ACCOUNT_REQUEST = re.compile(
     re.I,
 )
 _ABOUT_POLICY = re.compile(r"\bpolic(?:y|ies)\b", re.I)
+
+
+def _policy_only(text: str) -> bool:
+    """A question about a policy that asks nothing of the customer's own ("what is your return policy?")."""
+    return bool(_ABOUT_POLICY.search(text)) and not _ACCOUNT_REQUEST.search(text)
+
+
 _POLICY_QUESTION = re.compile(
     r"\b(?:how long|how do i|how does|do i|can i|is it|are there|what happens|how many|should i|what if)\b",
     re.I,
@@ -433,9 +440,8 @@ def derive(
       "what is the status of my orders?") unless it also asks a policy question ("how long do I have?");
     - a hand-off only when the customer asks for a person, once their records were looked into (profile
       and an order), the question searched and no write it asks for possible, or after a refused write or
-      a failed identification
-      since their message; and only a hand-off when their message asks to be put through to a person
-      ("can I talk to a human?");
+      a failed identification since their message; and only a hand-off when their message asks to be put
+      through to a person ("can I talk to a human?");
     - no write for a question about a policy ("what is your return policy?") that asks for nothing;
     - the product list only for a swap or a product question, `calculate` only when the request asks for
       an amount (a total, a difference, a balance).
@@ -513,9 +519,9 @@ def derive(
                 focus = {kind: every for kind in focus}
             writable = writable_orders(facts, named=named, mentioned=mentioned)
             writes = _writes(facts, matcher=variant_matcher, orders=writable, focus=focus, guided=True)
-            if _ALL_OF.search(request) and not named and not _every_order_tried(facts):
+            if _ALL_OF.search(request) and not named and not _every_order_read(facts, tried=True):
                 writes = []  # "cancel all my pending orders": each order is looked up before the first write
-            if _ABOUT_POLICY.search(request) and not _ACCOUNT_REQUEST.search(request):
+            if _policy_only(request):
                 writes = []  # "what is your return policy?" asks what the policy says, not for a return
             actions += [
                 w for w in writes if WRITE_CUES[w.name].search(request) and _asked_for(w.name, request)
@@ -532,7 +538,7 @@ def derive(
     searchable = bool(queries) and (not guided or (first_step and not asks_account))
     if searchable:
         search = Action("search_policies", (Slot("query", values=queries[:3]),))
-        if guided and _ABOUT_POLICY.search(queries[0]) and not _ACCOUNT_REQUEST.search(queries[0]):
+        if guided and _policy_only(queries[0]):
             actions = []  # "what is your return policy?": its search is the step, not the customer's records
         actions.append(search)
     looked_into = facts.profile is not None and bool(facts.orders)
@@ -727,7 +733,9 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
     return ids
 
 
-_ITEM_SWAP = re.compile(_SWAP.replace("|change|modif|upgrade|update", "|upgrade"), re.I)
+# The swap cues that name new items (not the generic "change", "modify", "update").
+_ITEM_SWAP = re.compile(r"exchang|swap|replac|switch|trade|instead|differen|upgrade", re.I)
+_SWAP_WORDS = re.compile(_SWAP, re.I)
 _ITEM_WRITES = frozenset(["exchange_delivered_order_items", "modify_pending_order_items"])
 
 
@@ -737,9 +745,6 @@ def _asked_for(name: str, request: str) -> bool:
     if name in _ITEM_WRITES and WRITE_CUES["modify_pending_order_address"].search(request):
         return bool(_ITEM_SWAP.search(request) or PRODUCT_CUE.search(_SWAP_WORDS.sub("", request)))
     return True
-
-
-_SWAP_WORDS = re.compile(_SWAP, re.I)
 
 
 def writable_orders(
@@ -764,19 +769,13 @@ _ALL_OF = re.compile(
 )
 
 
-def _every_order_tried(facts: Facts) -> bool:
-    """Whether the profile was read and each of its orders looked up (or its lookup failed)."""
+def _every_order_read(facts: Facts, *, tried: bool = False) -> bool:
+    """Whether the profile was read and each of its orders looked up (`tried`: or its lookup failed)."""
     profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
     return facts.profile is not None and all(
-        o in facts.orders or _read_key("get_order_details", {"order_id": o}) in facts.reads
+        o in facts.orders or (tried and _read_key("get_order_details", {"order_id": o}) in facts.reads)
         for o in profile_orders
     )
-
-
-def _every_order_read(facts: Facts) -> bool:
-    """Whether the profile was read and each of its orders looked up."""
-    profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
-    return facts.profile is not None and all(o in facts.orders for o in profile_orders)
 
 
 def _writes(
