@@ -20,10 +20,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agent import addresses
+from agent import addresses, prompts
 from agent.chat_model import ChatMessage, ToolCall
 from agent.confirmation import is_explicit_yes
 from agent.tool_specs import IDENTIFY_TOOLS, WRITE_TOOLS
+from agent.variants import match_variants
 
 SlotKind = Literal["one", "many", "text"]
 NOT_POSSIBLE_MARK = "Error: not possible now:"  # the start of prompts.not_possible
@@ -41,7 +42,7 @@ READ_ONCE = frozenset(
 )
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]*\w")
 _ZIP = re.compile(r"\b\d{5}\b")
-_ORDER_ID = re.compile(r"#?W\d{7}\b")
+_ORDER_ID = re.compile(r"#?W\d{7}\b|\border(?: number| no\.?| id)?:? #?(\d{7})\b", re.I)
 _PRODUCT_ID = re.compile(r"\b\d{10}\b")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 _NAME_CUE = re.compile(r"(?:name is|name's|i'm|i am|this is|it's)\s+([A-Za-z'-]+)(?:\s+([A-Za-z'-]+))?", re.I)
@@ -179,6 +180,7 @@ class Choices:
     reply: bool = True
     reply_text: bool = True
     status_of: tuple[str, ...] = ()  # a status question's orders, all looked up: the graph says the reply
+    declined: frozenset[str] = frozenset()  # writes the customer said no to (`call_key`): never listed again
 
     def action(self, name: str) -> Action | None:
         """The action of that tool, if it is possible now."""
@@ -191,7 +193,11 @@ class Choices:
     def admits(self, call: ToolCall) -> bool:
         """Whether this tool call is one of the possible actions with allowed arguments."""
         action = self.action(call.name)
-        return action is not None and action.admits(call.arguments)
+        return (
+            action is not None
+            and action.admits(call.arguments)
+            and call_key(call.name, call.arguments) not in self.declined
+        )
 
 
 @dataclass
@@ -210,6 +216,7 @@ class Facts:
     turn_tools: list[str] = field(default_factory=list)  # tools run since the customer's last message
     turn_failed: bool = False  # a write refused or a customer not found since the customer's last message
     addresses: list[dict[str, str]] = field(default_factory=list)  # every address the records showed
+    declined: list[str] = field(default_factory=list)  # writes listed and not confirmed (`call_key`)
 
     def saw_address(self, record: Mapping[str, Any]) -> None:
         """Keep the address of a profile or order record (old ones stay: "change it back")."""
@@ -224,17 +231,34 @@ def _json(text: str) -> Any:
         return None
 
 
-def _read_key(name: str, arguments: Mapping[str, Any]) -> str:
+def call_key(name: str, arguments: Mapping[str, Any]) -> str:
+    """One call as a string: its tool and arguments (a read made, a write declined)."""
     return name + json.dumps(dict(arguments), sort_keys=True)
+
+
+_read_key = call_key
+
+
+_NOT_NOW = re.compile(r"\b(?:not yet|wait|hold on|hang on|later|a (?:moment|minute|second))\b", re.I)
 
 
 def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None) -> Facts:
     """The facts of a conversation in OpenAI chat format (tool results matched to their calls)."""
     facts = Facts(user_id=user_id)
     calls: dict[str, ToolCall] = {}
+    listed: str | None = None  # the write listed for confirmation, until the customer's next message
     for raw in messages:
         message = ChatMessage.from_openai(raw)
         if message.role == "user":
+            if (
+                listed is not None
+                and not is_explicit_yes(message.content)
+                and not _NOT_NOW.search(message.content)
+            ):
+                facts.declined.append(
+                    listed
+                )  # "no, that's not it": not what they want ("not yet" is no "no")
+            listed = None
             facts.customer_texts.append(message.content)
             facts.last_tool = None
             facts.last_write_done = False  # a new message: what was done is reported already
@@ -246,6 +270,8 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
             continue
         call = calls.get(message.tool_call_id or "")
         name = message.name or (call.name if call else "")
+        if call is not None and name in WRITE_TOOLS and message.content == prompts.PENDING_CONFIRMATION:
+            listed = call_key(name, call.arguments)
         facts.last_tool = name
         facts.last_write_done = False
         refused = message.content.startswith(NOT_POSSIBLE_MARK)  # never ran: no reason not to run it later
@@ -307,6 +333,14 @@ def _name_candidates(texts: Sequence[str]) -> tuple[str, ...]:
 
 def _order_id(raw: str) -> str:
     return raw if raw.startswith("#") else "#" + raw
+
+
+def named_orders(text: str) -> list[str]:
+    """The order ids the text names: "#W1234567", "W1234567", or the digits alone ("order 1234567")."""
+    return [
+        _order_id(m.group(0).upper()) if m.group(1) is None else "#W" + m.group(1)
+        for m in _ORDER_ID.finditer(text)
+    ]
 
 
 def _items(order: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -432,19 +466,24 @@ def derive(
       my pending orders", "every t-shirt"), no order named, has every order looked up before its first
       write; on an order holding named items, the items of a return or swap are among those (unless the
       customer speaks of all items);
-    - a product lookup is of a named item's product, or of any item once every order was looked up;
+    - a product lookup is of a named item's product, or of any item once every order was looked up, or of
+      a product of the product list that the customer's words name;
     - a write only of a kind the customer's current request asks for (`WRITE_CUES`: "cancel" is never a
       return), a product lookup only for a swap or a product question;
     - a policy search only as the first step after the customer's message (besides identification), of
       that message's words, and not for a request about their own orders ("I want to cancel my order",
       "what is the status of my orders?") unless it also asks a policy question ("how long do I have?");
     - a hand-off only when the customer asks for a person, once their records were looked into (profile
-      and an order), the question searched and no write it asks for possible, or after a refused write or
+      and an order), the question searched and no write it asks for possible (nor, for a change, an order
+      left to look up), or after a refused write or
       a failed identification since their message; and only a hand-off when their message asks to be put
       through to a person ("can I talk to a human?");
     - no write for a question about a policy ("what is your return policy?") that asks for nothing;
     - the product list only for a swap or a product question, `calculate` only when the request asks for
-      an amount (a total, a difference, a balance).
+      an amount (a total, a difference, a balance);
+    - a write listed to the customer and turned down (anything but a yes, unless it only asks to wait: "not
+      yet", "hold on") is not proposed again with the same arguments (`Choices.declined`): the next
+      proposal differs, or the step is another one.
 
     With `variant_matcher`, the new item of an exchange or item change is proposed by `match_variants`
     (the variants whose option values best fit the customer's words); else any available variant."""
@@ -477,7 +516,7 @@ def derive(
             actions.append(Action("find_user_id_by_name_zip", slots))
     else:
         profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
-        named = [_order_id(o) for o in _ORDER_ID.findall(said)]
+        named = named_orders(said)
         if not guided or facts.profile is not None or all(o in facts.orders for o in named):
             read("get_user_details", "user_id", [facts.user_id])  # guided: an order they named comes first
         to_read = _unique([*named, *profile_orders])
@@ -498,11 +537,13 @@ def derive(
             item_products = [str(i.get("product_id")) for i in wanted] or (
                 item_products if _every_order_read(facts) else []
             )
+        catalogue = list(facts.product_list.values())
+        if guided:  # from the product list, the products the customer's words name ("a mechanical keyboard")
+            words = _name_tokens(said)
+            catalogue = [pid for name, pid in facts.product_list.items() if _head_tokens(name) & words]
         if not guided or PRODUCT_CUE.search(request):  # a swap or a product question
             read(
-                "get_product_details",
-                "product_id",
-                [*item_products, *facts.product_list.values(), *_PRODUCT_ID.findall(said)],
+                "get_product_details", "product_id", [*item_products, *catalogue, *_PRODUCT_ID.findall(said)]
             )
         item_ids = [str(i["item_id"]) for o in facts.orders.values() for i in _items(o)]
         item_ids += [str(v["item_id"]) for p in facts.products.values() for v in _variants(p)]
@@ -560,9 +601,18 @@ def derive(
     status_only = guided and _STATUS_QUESTION.search(request) and not _ANY_WRITE_CUE.search(request)
     asked_for_person = bool(_ASKS_PERSON.search(said))
     can_write = any(a.name in WRITE_CUES for a in actions)
+    # a change asked for, and an order of theirs not looked up yet: it may be there (no hand-off before)
+    can_look = (
+        bool(_ANY_WRITE_CUE.search(request))
+        and not _policy_only(request)
+        and any(
+            a.name == "get_order_details" and any(o not in facts.orders for o in a.slots[0].values)
+            for a in actions
+        )
+    )
     if (
         not guided
-        or (looked_into and not status_only and not searchable and not can_write)
+        or (looked_into and not status_only and not searchable and not can_write and not can_look)
         or facts.turn_failed
         or asked_for_person
     ):
@@ -578,7 +628,8 @@ def derive(
         asked = _status_asked(facts, request)
         if asked:  # then the answer is the records' status, said by the graph (nothing else to do)
             return Choices(actions=(), reply=True, reply_text=False, status_of=asked)
-    return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text)
+    declined = frozenset(facts.declined) if guided else frozenset()
+    return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text, declined=declined)
 
 
 _STATUS_WORD = r"\b(?:status|where|track\w*|shipped|arriv\w*|deliver\w*)\b"
@@ -596,7 +647,7 @@ def _unread_asked_about(facts: Facts, request: str, actions: Sequence[Action]) -
     lookup = next((a for a in actions if a.name == "get_order_details"), None)
     if lookup is None or not _STATUS_QUESTION.search(request):
         return False
-    named = [_order_id(o) for o in _ORDER_ID.findall(request)]
+    named = named_orders(request)
     asked = named or [str(o) for o in (facts.profile or {}).get("orders") or []]
     return any(o not in facts.orders for o in asked)
 
@@ -604,7 +655,7 @@ def _unread_asked_about(facts: Facts, request: str, actions: Sequence[Action]) -
 def _status_asked(facts: Facts, request: str) -> tuple[str, ...]:
     """The looked-up orders a status question asks about: those it names, else those holding the items it
     names ("where is my keyboard?"), else every order of the profile (empty while one is not looked up)."""
-    named = [_order_id(o) for o in _ORDER_ID.findall(request)]
+    named = named_orders(request)
     asked = named or [str(o) for o in (facts.profile or {}).get("orders") or []]
     if any(o not in facts.orders for o in asked):
         return ()
@@ -823,7 +874,9 @@ def _writes(
             if product is not None:
                 candidates = [v for v in _variants(product) if str(v["item_id"]) != str(item["item_id"])]
                 if matcher:
-                    candidates = match_variants(item, candidates, facts.customer_texts)
+                    names = [str(i.get("name") or "") for o in facts.orders.values() for i in _items(o)]
+                    names = [n for n in names if n != item.get("name")]
+                    candidates = match_variants(item, candidates, facts.customer_texts, other_names=names)
                 swaps[str(item["item_id"])] = _unique([str(v["item_id"]) for v in candidates])
     swappable = {
         oid: tuple(i for i in ids if swaps.get(i))
@@ -957,81 +1010,3 @@ def _address_slots(
         if f != "address1"
     )
     return (Slot(key, values=tuple(options)), first, *rest)
-
-
-_TOKEN = re.compile(r"[a-z0-9]+")
-_FILLER = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "with",
-        "of",
-        "in",
-        "for",
-        "to",
-        "my",
-        "me",
-        "i",
-        "it",
-        "one",
-        "same",
-        "but",
-    ]
-)
-
-
-def _tokens(text: str) -> set[str]:
-    return {t for t in _TOKEN.findall(text.lower()) if t not in _FILLER}
-
-
-_CHEAPEST = re.compile(r"\b(cheapest|least expensive|lowest price|lowest-priced|cheaper)\b", re.I)
-_PRICIEST = re.compile(r"\b(most expensive|priciest|highest price|most premium)\b", re.I)
-
-
-def match_variants(
-    item: Mapping[str, Any], variants: Sequence[dict[str, Any]], texts: Sequence[str]
-) -> list[dict[str, Any]]:
-    """The variants that best fit the customer's words ("clicky switches", "the cheapest one"), ranked:
-    first by how much of what the customer names they have (option values other than the old item's: a
-    customer naming the old value mostly says "instead of"), then by price where the customer asks for the
-    cheapest or the most expensive, else by how many of the old item's values they keep. Ties are all kept
-    (the model chooses)."""
-    said = _tokens(" ".join(texts))
-    joined = " ".join(texts)
-    old = {str(k): str(v).lower() for k, v in (item.get("options") or {}).items()}
-
-    def named(variant: Mapping[str, Any]) -> float:
-        total = 0.0
-        for key, value in (variant.get("options") or {}).items():
-            words = _tokens(str(value))
-            if words and old.get(str(key)) != str(value).lower():
-                total += len(words & said) / len(words)
-        return total
-
-    def kept(variant: Mapping[str, Any]) -> int:
-        return sum(old.get(str(k)) == str(v).lower() for k, v in (variant.get("options") or {}).items())
-
-    def price(variant: Mapping[str, Any]) -> float:
-        try:
-            return float(variant.get("price") or 0.0)
-        except (TypeError, ValueError):
-            return 0.0
-
-    if not variants:
-        return []
-    if _PRICIEST.search(joined):
-        second = price
-    elif _CHEAPEST.search(joined):
-
-        def second(variant: Mapping[str, Any]) -> float:
-            return -price(variant)
-    else:
-
-        def second(variant: Mapping[str, Any]) -> float:
-            return float(kept(variant))
-
-    best = max((round(named(v), 6), second(v)) for v in variants)
-    return [v for v in variants if (round(named(v), 6), second(v)) == best]

@@ -10,6 +10,7 @@ quote. A tool or an id outside `Choices` cannot come out.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.chat_model import ChatReply, ToolCall
-from agent.choices import Action, Choices, Slot
+from agent.choices import Action, Choices, Slot, call_key
 
 CALL_OPEN = '<tool_call>{"name": "'
 CALL_CLOSE = "}}</tool_call>"
@@ -43,37 +44,65 @@ class Trace:
     scored: int = 0  # continuations scored in all
 
 
-def _pick(scorer: Scorer, prefix: str, candidates: Sequence[str], trace: Trace, what: str) -> int:
-    if len(candidates) == 1:
-        return 0
-    scores = scorer.logprobs(prefix, candidates)
-    trace.scored += len(candidates)
-    best = max(range(len(candidates)), key=lambda i: scores[i])
-    trace.points.append({"what": what, "candidates": list(candidates), "scores": scores, "chosen": best})
-    return best
+@dataclass
+class _Memo:
+    """What one step's passes have scored and generated (a pass that diverges late re-scores nothing)."""
+
+    scores: dict[tuple[str, tuple[str, ...]], list[float]] = field(default_factory=dict)
+    texts: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
-def _text_value(scorer: Scorer, prefix: str, slot: Slot) -> str:
-    raw = scorer.greedy(prefix, stop='"', max_tokens=slot.max_tokens)
-    value = raw.replace("\\", "").strip()
-    return value or "-"
+class _Decoder:
+    """One pass of decoding: each choice point takes the best candidate unless `forced` names another."""
+
+    def __init__(
+        self, scorer: Scorer, trace: Trace, memo: _Memo, forced: Mapping[int, int] | None = None
+    ) -> None:
+        self.scorer, self.trace, self.memo = scorer, trace, memo
+        self.forced = dict(forced or {})
+        self.points: list[tuple[int, list[float]]] = []  # this pass's choice points: (chosen, scores)
+
+    def pick(self, prefix: str, candidates: Sequence[str], what: str) -> int:
+        if len(candidates) == 1:
+            return 0
+        key = (prefix, tuple(candidates))
+        scores = self.memo.scores.get(key)
+        if scores is None:
+            scores = self.memo.scores[key] = self.scorer.logprobs(prefix, candidates)
+            self.trace.scored += len(candidates)
+        best = self.forced.get(len(self.points))
+        if best is None:
+            best = max(range(len(candidates)), key=lambda i: scores[i])
+        self.points.append((best, scores))
+        self.trace.points.append(
+            {"what": what, "candidates": list(candidates), "scores": scores, "chosen": best}
+        )
+        return best
+
+    def text(self, prefix: str, slot: Slot) -> str:
+        """A free-text argument, greedy up to its closing quote."""
+        key = (prefix, slot.max_tokens)
+        if key not in self.memo.texts:
+            raw = self.scorer.greedy(prefix, stop='"', max_tokens=slot.max_tokens)
+            self.memo.texts[key] = raw.replace("\\", "").strip() or "-"
+        return self.memo.texts[key]
 
 
-def _fill(scorer: Scorer, prefix: str, action: Action, trace: Trace) -> tuple[dict[str, Any], str]:
+def _fill(decoder: _Decoder, prefix: str, action: Action) -> tuple[dict[str, Any], str]:
     """Each argument of the action in turn; returns the arguments and the call's text."""
     out = prefix
     args: dict[str, Any] = {}
     for i, slot in enumerate(action.slots):
         out += ("" if i == 0 else ", ") + json.dumps(slot.name) + ": "
         if slot.kind == "text":
-            value = _text_value(scorer, out + '"', slot)
+            value = decoder.text(out + '"', slot)
             args[slot.name] = value
             out += json.dumps(value)
             continue
         if slot.kind == "one":
             domain = slot.domain(args)
             pieces = [json.dumps(v) for v in domain]
-            chosen = domain[_pick(scorer, out, pieces, trace, slot.name)]
+            chosen = domain[decoder.pick(out, pieces, slot.name)]
             args[slot.name] = chosen
             out += json.dumps(chosen)
             continue
@@ -84,7 +113,7 @@ def _fill(scorer: Scorer, prefix: str, action: Action, trace: Trace) -> tuple[di
                 domain = slot.domain(args, str(key))
                 sep = "" if not values else ", "
                 pieces = [sep + json.dumps(v) for v in domain]
-                chosen = domain[_pick(scorer, out, pieces, trace, slot.name)]
+                chosen = domain[decoder.pick(out, pieces, slot.name)]
                 values.append(chosen)
                 out += sep + json.dumps(chosen)
         elif slot.is_whole(args):  # the items the customer named: all of them, nothing to choose
@@ -98,7 +127,7 @@ def _fill(scorer: Scorer, prefix: str, action: Action, trace: Trace) -> tuple[di
                     break
                 sep = "" if not values else ", "
                 pieces = [sep + json.dumps(v) for v in rest] + (["]"] if values else [])
-                pick = _pick(scorer, out, pieces, trace, slot.name)
+                pick = decoder.pick(out, pieces, slot.name)
                 if pick == len(rest):
                     break
                 values.append(rest[pick])
@@ -108,10 +137,25 @@ def _fill(scorer: Scorer, prefix: str, action: Action, trace: Trace) -> tuple[di
     return args, out + CALL_CLOSE
 
 
+def _call(decoder: _Decoder, prompt: str, choices: Choices) -> tuple[ToolCall, str]:
+    names = [a.name for a in choices.actions]
+    pieces = [name + '", "arguments": {' for name in names]
+    action = choices.actions[decoder.pick(prompt + CALL_OPEN, pieces, "tool")]
+    head = prompt + CALL_OPEN + action.name + '", "arguments": {'
+    args, text = _fill(decoder, head, action)
+    return ToolCall(action.name, args), text[len(prompt) :]
+
+
+MAX_PASSES = 8  # calls tried, best first, until one is not a write the customer declined
+
+
 def choose(
     scorer: Scorer, prompt: str, choices: Choices, *, max_text_tokens: int = 80
 ) -> tuple[ChatReply, Trace]:
-    """The model's next step within `choices`: one allowed tool call, or a reply."""
+    """The model's next step within `choices`: one allowed tool call, or a reply.
+
+    A call that is a write the customer declined (`Choices.declined`) is not returned: the next most likely
+    call is (best first by the log-likelihood given up at the points where it differs), else a reply."""
     trace = Trace()
     if choices.actions and choices.reply:
         p_call = math.exp(scorer.logprobs(prompt, ["<tool_call>"])[0])
@@ -120,20 +164,34 @@ def choose(
         wants_call = p_call >= 0.5
     else:
         wants_call = bool(choices.actions)
-    if not wants_call:
-        text = (
-            scorer.greedy(prompt, stop="<|im_end|>", max_tokens=max_text_tokens) if choices.reply_text else ""
-        )
-        if "<tool_call>" in text:
-            text = text.split("<tool_call>")[0]
-        return ChatReply(text=text.strip(), raw=text), trace
-    names = [a.name for a in choices.actions]
-    pieces = [name + '", "arguments": {' for name in names]
-    action = choices.actions[_pick(scorer, prompt + CALL_OPEN, pieces, trace, "tool")]
-    head = prompt + CALL_OPEN + action.name + '", "arguments": {'
-    args, text = _fill(scorer, head, action, trace)
-    raw = text[len(prompt) :]
-    return ChatReply(tool_calls=[ToolCall(action.name, args)], raw=raw), trace
+    if wants_call:
+        memo = _Memo()
+        queue: list[tuple[float, int, dict[int, int]]] = [(0.0, 0, {})]
+        pushed = passes = 0
+        while queue and passes < MAX_PASSES:
+            cost, _, forced = heapq.heappop(queue)
+            decoder = _Decoder(scorer, trace, memo, forced)
+            call, raw = _call(decoder, prompt, choices)
+            passes += 1
+            if call_key(call.name, call.arguments) not in choices.declined:
+                return ChatReply(tool_calls=[call], raw=raw), trace
+            # the same pass up to a point after the last forced one, another candidate there
+            start = max(forced, default=-1) + 1
+            for index, (chosen, scores) in enumerate(decoder.points[start:], start):
+                for other, score in enumerate(scores):
+                    if other != chosen:
+                        pushed += 1
+                        heapq.heappush(
+                            queue, (cost + scores[chosen] - score, pushed, {**forced, index: other})
+                        )
+        if (
+            not choices.reply
+        ):  # every call tried was declined and no reply is possible: the graph says its line
+            return ChatReply(text=""), trace
+    text = scorer.greedy(prompt, stop="<|im_end|>", max_tokens=max_text_tokens) if choices.reply_text else ""
+    if "<tool_call>" in text:
+        text = text.split("<tool_call>")[0]
+    return ChatReply(text=text.strip(), raw=text), trace
 
 
 def json_schema(choices: Choices) -> dict[str, Any]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from agent import prompts
 from agent.chat_model import ToolCall
-from agent.choices import derive, item_focus, mentioned_items, read_facts
+from agent.choices import call_key, derive, item_focus, mentioned_items, read_facts
 from agent.store.database import RetailDatabase
 from agent.tool_specs import WRITE_TOOLS
 
@@ -651,3 +652,85 @@ def test_an_order_to_be_shipped_elsewhere_is_an_address_change_not_new_items(db:
     history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
     names = derive(history).names()
     assert "modify_pending_order_address" in names and "modify_pending_order_items" not in names
+
+
+def _listed(call: ToolCall, n: int) -> list[dict[str, Any]]:
+    """A write the agent listed for confirmation (the graph's messages for it)."""
+    return [
+        *_call(call.name, call.arguments, n, prompts.PENDING_CONFIRMATION),
+        {"role": "assistant", "content": "To confirm, ... Please reply 'yes' to confirm."},
+    ]
+
+
+def test_a_write_the_customer_said_no_to_is_not_proposed_again(db: RetailDatabase) -> None:
+    user, order = _order_with_items(db, "delivered", 2)
+    first, second = order["items"][:2]
+    history = _identified(user, f"I want to return something from order {order['order_id']}.")
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    wrong, right = _return(order, first["item_id"]), _return(order, second["item_id"])
+    assert derive(history).admits(wrong)
+    history += _listed(wrong, 4)
+    history.append({"role": "user", "content": "No, that's not what I asked for."})
+    possible = derive(history)
+    assert read_facts(history).declined == [call_key(wrong.name, wrong.arguments)]
+    assert not possible.admits(wrong) and possible.admits(right)
+    assert derive(history, guided=False).admits(wrong)  # a reviewer may still pick it
+    history.append({"role": "user", "content": f"I want to return something from order {order['order_id']}."})
+    assert not derive(history).admits(wrong)  # asked again: still not that one
+
+
+def test_a_write_confirmed_with_a_yes_is_not_declined(db: RetailDatabase) -> None:
+    user, order = _order_with_items(db, "delivered", 2)
+    history = _identified(user, f"I want to return something from order {order['order_id']}.")
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    call = _return(order, order["items"][0]["item_id"])
+    history += _listed(call, 4)
+    history.append({"role": "user", "content": "Yes, please go ahead."})
+    assert read_facts(history).declined == []
+    assert derive(history).admits(call)  # the gate then executes it
+
+
+def test_from_the_product_list_only_a_product_the_customer_names_is_looked_up(db: RetailDatabase) -> None:
+    user, _ = _order_with_items(db, "delivered", 1)
+    catalogue = {str(p["name"]): str(pid) for pid, p in db.export()["products"].items()}
+    history = _identified(user, "What is the cheapest trail backpack you have? I might swap mine for it.")
+    history += _call("list_all_product_types", {}, 3, json.dumps(catalogue))
+    possible = derive(history)
+    backpack, mug = catalogue["Trail Backpack"], catalogue["Ceramic Mug"]
+    assert possible.admits(ToolCall("get_product_details", {"product_id": backpack}))
+    assert not possible.admits(ToolCall("get_product_details", {"product_id": mug}))  # never named
+    assert derive(history, guided=False).admits(ToolCall("get_product_details", {"product_id": mug}))
+
+
+def test_not_yet_is_no_no(db: RetailDatabase) -> None:
+    user, order = _order_with_items(db, "delivered", 2)
+    history = _identified(user, f"I want to return something from order {order['order_id']}.")
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    call = _return(order, order["items"][0]["item_id"])
+    history += _listed(call, 4)
+    history.append({"role": "user", "content": "no wait, not yet"})
+    history.append({"role": "user", "content": "ok, return it"})
+    assert read_facts(history).declined == [] and derive(history).admits(call)
+
+
+def test_no_hand_off_while_an_order_that_may_hold_the_item_is_not_looked_up(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    elsewhere = {i["name"] for o in orders[:-1] for i in o["items"]}
+    item = next(i for i in orders[-1]["items"] if i["name"] not in elsewhere)
+    history = _identified(user, f"I want to return the {item['name'].lower()} I received.")
+    for n, order in enumerate(orders[:-1]):
+        history += _call("get_order_details", {"order_id": order["order_id"]}, 10 + n, json.dumps(order))
+    possible = derive(history)
+    assert "transfer_to_human_agents" not in possible.names()
+    assert possible.admits(ToolCall("get_order_details", {"order_id": orders[-1]["order_id"]}))
+    history += _call("get_order_details", {"order_id": orders[-1]["order_id"]}, 99, json.dumps(orders[-1]))
+    assert any(a.name == "return_delivered_order_items" for a in derive(history).actions)
+
+
+def test_an_order_named_by_its_digits_alone_is_looked_up_first(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    digits = orders[-1]["order_id"].removeprefix("#W")
+    history = _identified(user, f"I have a question about order {digits}.")
+    possible = derive(history)
+    assert possible.admits(ToolCall("get_order_details", {"order_id": orders[-1]["order_id"]}))
+    assert not possible.admits(ToolCall("get_order_details", {"order_id": orders[0]["order_id"]}))

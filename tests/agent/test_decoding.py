@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from agent.chat_model import ChatMessage, ToolCall
-from agent.choices import derive
+from agent.choices import call_key, derive
 from agent.decoding import json_schema, tool_specs
 from agent.prompts import system_prompt
 from agent.store.database import RetailDatabase
@@ -142,3 +143,30 @@ def test_choices_after_a_long_prompt_are_scored_in_the_kv_cells_it_leaves(base_m
 
     scores = engine_thread().submit(score).result()
     assert len(scores) == 40 and all(math.isfinite(x) and x < 0 for x in scores)
+
+
+def test_a_declined_write_is_not_chosen_again_the_next_likeliest_call_is(
+    db: RetailDatabase, base_model: Any
+) -> None:
+    history = _situations(db)[4]  # the order and the item's product looked up: an exchange is possible
+    possible = derive(history)
+    prompt = [ChatMessage("system", system_prompt()), *[ChatMessage.from_openai(m) for m in history]]
+    forced = replace(possible, reply=False)  # a call, whichever the model likes best
+    first = base_model.complete(prompt, TOOL_SPECS, forced).tool_calls[0]
+    declined = frozenset([call_key(first.name, first.arguments)])
+    again = base_model.complete(prompt, TOOL_SPECS, replace(forced, declined=declined))
+    assert again.tool_calls, again
+    second = again.tool_calls[0]
+    assert (second.name, second.arguments) != (first.name, first.arguments)
+    assert replace(forced, declined=declined).admits(second) and not replace(
+        forced, declined=declined
+    ).admits(first)
+    # each call declined in turn: the model goes down its own ranking and never repeats one
+    seen = {*declined, call_key(second.name, second.arguments)}
+    for _ in range(3):
+        reply = base_model.complete(prompt, TOOL_SPECS, replace(forced, declined=frozenset(seen)))
+        if not reply.tool_calls:
+            break
+        key = call_key(reply.tool_calls[0].name, reply.tool_calls[0].arguments)
+        assert key not in seen
+        seen.add(key)
