@@ -479,6 +479,7 @@ def derive(
       a failed identification since their message; and only a hand-off when their message asks to be put
       through to a person ("can I talk to a human?");
     - no write for a question about a policy ("what is your return policy?") that asks for nothing;
+    - an item's details only of an item id the customer wrote;
     - the product list only for a swap or a product question, `calculate` only when the request asks for
       an amount (a total, a difference, a balance);
     - a write listed to the customer and turned down (anything but a yes, unless it only asks to wait: "not
@@ -547,6 +548,8 @@ def derive(
             )
         item_ids = [str(i["item_id"]) for o in facts.orders.values() for i in _items(o)]
         item_ids += [str(v["item_id"]) for p in facts.products.values() for v in _variants(p)]
+        if guided:  # an item the customer names by its id ("item 4107812777"): the rest are in the records
+            item_ids = _PRODUCT_ID.findall(said)
         read("get_item_details", "item_id", item_ids)
         listed = facts.product_list or _read_key("list_all_product_types", {}) in facts.reads
         if not listed and (not guided or PRODUCT_CUE.search(request)):

@@ -734,3 +734,14 @@ def test_an_order_named_by_its_digits_alone_is_looked_up_first(db: RetailDatabas
     possible = derive(history)
     assert possible.admits(ToolCall("get_order_details", {"order_id": orders[-1]["order_id"]}))
     assert not possible.admits(ToolCall("get_order_details", {"order_id": orders[0]["order_id"]}))
+
+
+def test_an_items_details_only_of_an_item_id_the_customer_wrote(db: RetailDatabase) -> None:
+    user, order = _order_with_items(db, "delivered", 2)
+    first, second = order["items"][:2]
+    history = _identified(user, f"Can I exchange my {first['name'].lower()} for item {second['item_id']}?")
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    possible = derive(history)
+    assert possible.admits(ToolCall("get_item_details", {"item_id": second["item_id"]}))
+    assert not possible.admits(ToolCall("get_item_details", {"item_id": first["item_id"]}))  # in the order
+    assert derive(history, guided=False).admits(ToolCall("get_item_details", {"item_id": first["item_id"]}))
