@@ -180,7 +180,7 @@ class Choices:
     reply: bool = True
     reply_text: bool = True
     status_of: tuple[str, ...] = ()  # a status question's orders, all looked up: the graph says the reply
-    declined: frozenset[str] = frozenset()  # writes the customer said no to (`call_key`): never listed again
+    excluded: frozenset[str] = frozenset()  # calls not to make again (`call_key`): see `Facts.excluded`
 
     def action(self, name: str) -> Action | None:
         """The action of that tool, if it is possible now."""
@@ -196,7 +196,7 @@ class Choices:
         return (
             action is not None
             and action.admits(call.arguments)
-            and call_key(call.name, call.arguments) not in self.declined
+            and call_key(call.name, call.arguments) not in self.excluded
         )
 
 
@@ -216,7 +216,8 @@ class Facts:
     turn_tools: list[str] = field(default_factory=list)  # tools run since the customer's last message
     turn_failed: bool = False  # a write refused or a customer not found since the customer's last message
     addresses: list[dict[str, str]] = field(default_factory=list)  # every address the records showed
-    declined: list[str] = field(default_factory=list)  # writes listed and not confirmed (`call_key`)
+    declined: list[str] = field(default_factory=list)  # writes listed and turned down (`call_key`)
+    calculated: list[str] = field(default_factory=list)  # calculations made (`call_key`), right or wrong
 
     def saw_address(self, record: Mapping[str, Any]) -> None:
         """Keep the address of a profile or order record (old ones stay: "change it back")."""
@@ -274,6 +275,8 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
             listed = call_key(name, call.arguments)
         facts.last_tool = name
         facts.last_write_done = False
+        if call is not None and name == "calculate":
+            facts.calculated.append(call_key(name, call.arguments))
         refused = message.content.startswith(NOT_POSSIBLE_MARK)  # never ran: no reason not to run it later
         if not refused:
             facts.turn_tools.append(name)
@@ -422,6 +425,11 @@ _ACCOUNT_REQUEST = re.compile(
 _ABOUT_POLICY = re.compile(r"\bpolic(?:y|ies)\b", re.I)
 
 
+def asks_for_changes(text: str) -> bool:
+    """Whether the customer's message asks for something done on their account ("I'd like to return...")."""
+    return bool(_ACCOUNT_REQUEST.search(text)) and not _policy_only(text)
+
+
 def _policy_only(text: str) -> bool:
     """A question about a policy that asks nothing of the customer's own ("what is your return policy?")."""
     return bool(_ABOUT_POLICY.search(text)) and not _ACCOUNT_REQUEST.search(text)
@@ -483,8 +491,8 @@ def derive(
     - the product list only for a swap or a product question, `calculate` only when the request asks for
       an amount (a total, a difference, a balance);
     - a write listed to the customer and turned down (anything but a yes, unless it only asks to wait: "not
-      yet", "hold on") is not proposed again with the same arguments (`Choices.declined`): the next
-      proposal differs, or the step is another one.
+      yet", "hold on") is not proposed again with the same arguments, nor a calculation made again
+      (`Choices.excluded`): the next proposal differs, or the step is another one.
 
     With `variant_matcher`, the new item of an exchange or item change is proposed by `match_variants`
     (the variants whose option values best fit the customer's words); else any available variant."""
@@ -518,7 +526,12 @@ def derive(
     else:
         profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
         named = named_orders(said)
-        if not guided or facts.profile is not None or all(o in facts.orders for o in named):
+        tried = [
+            o
+            for o in named
+            if o in facts.orders or _read_key("get_order_details", {"order_id": o}) in facts.reads
+        ]
+        if not guided or facts.profile is not None or len(tried) == len(named):
             read("get_user_details", "user_id", [facts.user_id])  # guided: an order they named comes first
         to_read = _unique([*named, *profile_orders])
         if guided:  # the next order never looked up, and those looked up before the last write (to re-read)
@@ -631,8 +644,9 @@ def derive(
         asked = _status_asked(facts, request)
         if asked:  # then the answer is the records' status, said by the graph (nothing else to do)
             return Choices(actions=(), reply=True, reply_text=False, status_of=asked)
-    declined = frozenset(facts.declined) if guided else frozenset()
-    return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text, declined=declined)
+    # a write the customer turned down, a calculation already made (the same expression gives the same)
+    excluded = frozenset([*facts.declined, *facts.calculated]) if guided else frozenset()
+    return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text, excluded=excluded)
 
 
 _STATUS_WORD = r"\b(?:status|where|track\w*|shipped|arriv\w*|deliver\w*)\b"

@@ -146,7 +146,7 @@ def _call(decoder: _Decoder, prompt: str, choices: Choices) -> tuple[ToolCall, s
     return ToolCall(action.name, args), text[len(prompt) :]
 
 
-MAX_PASSES = 8  # calls tried, best first, until one is not a write the customer declined
+MAX_PASSES = 8  # calls tried, best first, until one is not excluded
 
 
 def choose(
@@ -154,8 +154,9 @@ def choose(
 ) -> tuple[ChatReply, Trace]:
     """The model's next step within `choices`: one allowed tool call, or a reply.
 
-    A call that is a write the customer declined (`Choices.declined`) is not returned: the next most likely
-    call is (best first by the log-likelihood given up at the points where it differs), else a reply."""
+    A call not to be made again (`Choices.excluded`: a write the customer turned down, a calculation made) is
+    not returned: the next most likely call is (best first by the log-likelihood given up at the points
+    where it differs), else a reply."""
     trace = Trace()
     if choices.actions and choices.reply:
         p_call = math.exp(scorer.logprobs(prompt, ["<tool_call>"])[0])
@@ -173,7 +174,7 @@ def choose(
             decoder = _Decoder(scorer, trace, memo, forced)
             call, raw = _call(decoder, prompt, choices)
             passes += 1
-            if call_key(call.name, call.arguments) not in choices.declined:
+            if call_key(call.name, call.arguments) not in choices.excluded:
                 return ChatReply(tool_calls=[call], raw=raw), trace
             # the same pass up to a point after the last forced one, another candidate there
             start = max(forced, default=-1) + 1
@@ -186,7 +187,7 @@ def choose(
                         )
         if (
             not choices.reply
-        ):  # every call tried was declined and no reply is possible: the graph says its line
+        ):  # every call tried was excluded and no reply is possible: the graph says its line
             return ChatReply(text=""), trace
     text = scorer.greedy(prompt, stop="<|im_end|>", max_tokens=max_text_tokens) if choices.reply_text else ""
     if "<tool_call>" in text:

@@ -281,7 +281,11 @@ def tools(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         # another customer's order exists); the customer can correct the id
         update["draft"] = prompts.orders_not_found([str(call["arguments"].get("order_id", ""))])
     elif call["name"] == "search_policies":
-        update["draft"] = _policy_answer(ctx, str(call["arguments"].get("query", "")), found)
+        answer = _policy_answer(ctx, str(call["arguments"].get("query", "")), found)
+        latest = next((m["content"] for m in reversed(state.get("messages", [])) if m["role"] == "user"), "")
+        if answer != prompts.NO_INFORMATION or not choices.asks_for_changes(latest):
+            update["draft"] = answer
+        # else no policy answers it, and the message also asks for changes: the model goes on with those
     return update
 
 

@@ -745,3 +745,21 @@ def test_an_items_details_only_of_an_item_id_the_customer_wrote(db: RetailDataba
     assert possible.admits(ToolCall("get_item_details", {"item_id": second["item_id"]}))
     assert not possible.admits(ToolCall("get_item_details", {"item_id": first["item_id"]}))  # in the order
     assert derive(history, guided=False).admits(ToolCall("get_item_details", {"item_id": first["item_id"]}))
+
+
+def test_a_calculation_made_is_not_made_again(db: RetailDatabase) -> None:
+    user, _ = _order_with_items(db, "delivered", 1)
+    history = _identified(user, "What is the total of my orders? How much did I spend in all?")
+    same = ToolCall("calculate", {"expression": "10 + 20"})
+    assert derive(history).admits(same)
+    history += _call("calculate", same.arguments, 3, "30")
+    possible = derive(history)
+    assert not possible.admits(same) and possible.admits(ToolCall("calculate", {"expression": "10 + 25"}))
+
+
+def test_a_named_order_that_is_not_found_does_not_block_the_profile(db: RetailDatabase) -> None:
+    user, _ = _order_with_items(db, "delivered", 1)
+    history = _identified(user, "I want to return the lamp from order 1234567.")[:3]  # identified, no profile
+    assert not derive(history).admits(ToolCall("get_user_details", {"user_id": user["user_id"]}))
+    history += _call("get_order_details", {"order_id": "#W1234567"}, 3, "Error: order #W1234567 not found.")
+    assert derive(history).admits(ToolCall("get_user_details", {"user_id": user["user_id"]}))

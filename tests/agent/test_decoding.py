@@ -154,17 +154,17 @@ def test_a_declined_write_is_not_chosen_again_the_next_likeliest_call_is(
     forced = replace(possible, reply=False)  # a call, whichever the model likes best
     first = base_model.complete(prompt, TOOL_SPECS, forced).tool_calls[0]
     declined = frozenset([call_key(first.name, first.arguments)])
-    again = base_model.complete(prompt, TOOL_SPECS, replace(forced, declined=declined))
+    again = base_model.complete(prompt, TOOL_SPECS, replace(forced, excluded=declined))
     assert again.tool_calls, again
     second = again.tool_calls[0]
     assert (second.name, second.arguments) != (first.name, first.arguments)
-    assert replace(forced, declined=declined).admits(second) and not replace(
-        forced, declined=declined
+    assert replace(forced, excluded=declined).admits(second) and not replace(
+        forced, excluded=declined
     ).admits(first)
     # each call declined in turn: the model goes down its own ranking and never repeats one
     seen = {*declined, call_key(second.name, second.arguments)}
     for _ in range(3):
-        reply = base_model.complete(prompt, TOOL_SPECS, replace(forced, declined=frozenset(seen)))
+        reply = base_model.complete(prompt, TOOL_SPECS, replace(forced, excluded=frozenset(seen)))
         if not reply.tool_calls:
             break
         key = call_key(reply.tool_calls[0].name, reply.tool_calls[0].arguments)

@@ -609,6 +609,26 @@ def test_unanswerable_policy_question_gets_no_invented_policy(make_agent: Callab
     assert not any(e.type == "citation" for e in events)
 
 
+def test_a_request_with_an_unanswerable_question_goes_on_with_the_request(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    _, user, order = user_with(db, "pending")
+    oid = order["order_id"]
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    ask = f"Can I get loyalty points on refunds? I'd like to cancel order {oid}, I no longer need it."
+    model._script[:0] = [call("search_policies", query=ask), read_order(oid), cancel_call(oid)]
+    events = turn(agent, ask)
+    # no policy answers the question, and the message asks for a cancellation: that goes on, to its listing
+    assert [(r["name"], r["ok"]) for r in tool_results(events)] == [
+        ("search_policies", True),
+        ("get_order_details", True),
+    ]
+    assert oid in message(events) and "yes" in message(events)
+    assert db.get_order(oid)["status"] == "pending"
+
+
 def test_policy_search_without_a_knowledge_base_says_so_plainly(make_agent: Callable[..., Any]) -> None:
     question = "How long do I have to return something?"
     model = ScriptedChatModel([call("search_policies", query=question), say("You have 90 days.")])
