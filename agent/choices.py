@@ -27,6 +27,7 @@ from agent.tool_specs import IDENTIFY_TOOLS, WRITE_TOOLS
 from agent.variants import match_variants
 
 SlotKind = Literal["one", "many", "text"]
+Groups = dict[str, tuple[frozenset[str], ...]]  # per order: groups of item ids a list covers
 NOT_POSSIBLE_MARK = "Error: not possible now:"  # the start of prompts.not_possible
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
@@ -115,7 +116,8 @@ class Slot:
     A slot's values may depend on an earlier slot: `depends_on` names it and `table` maps its value to this
     slot's values; for the values of it in `whole`, a list is all of those (the items the customer named).
     A `paired` list has one value per element of the list it depends on, in order (the new item for each
-    old item of an exchange).
+    old item of an exchange). For the values of it in `cover`, a list holds at least one value of each of
+    those groups (one item of each product the customer named, where the order holds two of one product).
     """
 
     name: str
@@ -126,6 +128,7 @@ class Slot:
     paired: bool = False
     max_tokens: int = 40
     whole: frozenset[str] = frozenset()  # a `many` list that is all of its domain for these keys
+    cover: Mapping[str, tuple[frozenset[str], ...]] = field(default_factory=dict)
 
     def domain(self, chosen: Mapping[str, Any], key: str | None = None) -> tuple[str, ...]:
         """The values allowed given the arguments chosen so far (`key`: the paired element)."""
@@ -150,7 +153,14 @@ class Slot:
             )
         if self.is_whole(chosen):
             return set(value) == set(self.domain(chosen))
-        return all(isinstance(v, str) and v in self.domain(chosen) for v in value)
+        return all(isinstance(v, str) and v in self.domain(chosen) for v in value) and self.covered(
+            value, chosen
+        )
+
+    def covered(self, values: Sequence[str], chosen: Mapping[str, Any]) -> bool:
+        """Whether a `many` list holds a value of each group it must cover (given the arguments so far)."""
+        groups = self.cover.get(str(chosen.get(self.depends_on or "", "")), ())
+        return all(group & set(values) for group in groups)
 
     def is_whole(self, chosen: Mapping[str, Any]) -> bool:
         """Whether this list is all of its domain (no value to choose) given the arguments chosen so far."""
@@ -575,7 +585,14 @@ def derive(
             if every is not None:  # all of them ("everything except the mug": but that one)
                 focus = {kind: every for kind in focus}
             writable = writable_orders(facts, named=named, mentioned=mentioned)
-            writes = _writes(facts, matcher=variant_matcher, orders=writable, focus=focus, guided=True)
+            writes = _writes(
+                facts,
+                matcher=variant_matcher,
+                orders=writable,
+                focus=focus,
+                every_focus=bool(every),
+                guided=True,
+            )
             if _ALL_OF.search(request) and not named and not _every_order_read(facts, tried=True):
                 writes = []  # "cancel all my pending orders": each order is looked up before the first write
             if _policy_only(request):
@@ -777,6 +794,9 @@ _CLAUSE_CUE = re.compile(
     re.I,
 )
 _ONLY = re.compile(r"\b(?:only|just the|nothing but)\b", re.I)
+# A write's cue followed by a word pointing back ("return them"): the items were named before the cue.
+_PRONOUN = re.compile(r"\w*\s+(?:them|it)\b", re.I)
+_SENTENCE_END = re.compile(r"[.!?;]\s+")
 
 
 def item_focus(facts: Facts, kind: str) -> set[str]:
@@ -789,7 +809,11 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
         for n, cue in enumerate(cues):
             if cue.lastgroup == kind:
                 end = cues[n + 1].start() if n + 1 < len(cues) else len(text)
-                segments.append(text[cue.start() : end])
+                start = cue.start()
+                if _PRONOUN.match(text, cue.end()):  # "the two skateboards ... I want to return them"
+                    before = max([0, *(m.end() for m in _SENTENCE_END.finditer(text, 0, start))])
+                    start = max([before, *(c.end() for c in cues[:n])])
+                segments.append(text[start:end])
     ids = {str(i["item_id"]) for i in mentioned_items(facts, segments)} if segments else set()
     ids = ids or {str(i["item_id"]) for i in mentioned_items(facts)}
     for text in reversed(facts.customer_texts):  # "actually, only the desk lamp"
@@ -852,12 +876,15 @@ def _writes(
     matcher: bool = False,
     orders: set[str] | None = None,
     focus: Mapping[str, set[str]] | None = None,
+    every_focus: bool = False,
     guided: bool = False,
 ) -> list[Action]:
     """The writes possible on the orders looked up (those of `orders` if given) and the profile, each order
     in the status it needs. `focus` ("return", "swap": the items the customer's words single out for that
-    kind of write, `item_focus`): on an order holding some, a return or swap is of exactly those, and a
-    swap waits until each one's product was looked up (an order's items are exchanged once, all together).
+    kind of write, `item_focus`): on an order holding some, a return or swap is of exactly those (of
+    one item of each product named where the order holds two alike, unless `every_focus`: the focus is every
+    item but those excepted), and a swap waits until each one's product was looked up (an order's items are
+    exchanged once, all together).
     `guided`: an address change picks a whole address the customer wrote or the records show, and a
     payment method is of the kind the customer's words name, if they name one (`_named_payments`)."""
     looked_up = [oid for oid in facts.orders if orders is None or oid in orders]
@@ -872,18 +899,31 @@ def _writes(
 
     every = _order_items(facts)
 
-    def picked(kind: str) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
-        """Each order's items for that kind of write, and the orders where those are the whole list."""
+    def picked(kind: str) -> tuple[dict[str, tuple[str, ...]], frozenset[str], Groups]:
+        """Each order's items for that kind of write, the orders where those are the whole list, and on the
+        others the groups the list covers: one item of each product named ("an air purifier and a vacuum
+        cleaner" of an order with two vacuum cleaners: the air purifier and one of them)."""
         chosen = (focus or {}).get(kind) or set()
         table = {oid: tuple(i for i in ids if i in chosen) or ids for oid, ids in every.items()}
-        return table, frozenset(
+        whole = frozenset(
             oid
             for oid, ids in every.items()
-            if set(ids) & chosen and (set(ids) <= chosen or _distinct_names(facts.orders[oid], chosen, said))
+            if set(ids) & chosen
+            and (every_focus or set(ids) <= chosen or _distinct_names(facts.orders[oid], chosen, said))
         )
+        groups: Groups = {}
+        for oid, ids in every.items():
+            if oid in whole or not set(ids) & chosen:
+                continue
+            names: dict[str, set[str]] = {}
+            for item in _items(facts.orders[oid]):
+                if str(item["item_id"]) in chosen:
+                    names.setdefault(str(item.get("name", "")), set()).add(str(item["item_id"]))
+            groups[oid] = tuple(frozenset(g) for g in names.values())
+        return table, whole, groups
 
-    items, whole_return = picked("return")
-    swap_items, whole_swap = picked("swap")
+    items, whole_return, cover_return = picked("return")
+    swap_items, whole_swap, cover_swap = picked("swap")
     swaps: dict[str, tuple[str, ...]] = {}
     for order in facts.orders.values():
         for item in _items(order):
@@ -906,14 +946,16 @@ def _writes(
         return Slot("order_id", values=tuple(orders))
 
     def items_slot(
-        table: Mapping[str, tuple[str, ...]], orders: Sequence[str], whole: frozenset[str]
+        table: Mapping[str, tuple[str, ...]], orders: Sequence[str], whole: frozenset[str], cover: Groups
     ) -> Slot:
+        possible = {o: (cover.get(o, ()), set(table[o])) for o in orders}
         return Slot(
             "item_ids",
             kind="many",
             depends_on="order_id",
             table={o: table[o] for o in orders},
             whole=whole & set(orders),
+            cover={o: tuple(g & ids for g in groups if g & ids) for o, (groups, ids) in possible.items()},
         )
 
     new_items = Slot("new_item_ids", kind="many", depends_on="item_ids", table=swaps, paired=True)
@@ -927,7 +969,11 @@ def _writes(
             actions.append(Action("modify_pending_order_address", to_address))
         swap_pending = [o for o in pending if o in swappable]
         if swap_pending and payments:
-            slots = (order_slot(swap_pending), items_slot(swappable, swap_pending, whole_swap), new_items)
+            slots = (
+                order_slot(swap_pending),
+                items_slot(swappable, swap_pending, whole_swap, cover_swap),
+                new_items,
+            )
             pay_with = Slot("payment_method_id", values=narrowed(payments))
             actions.append(Action("modify_pending_order_items", (*slots, pay_with)))
         if payments:
@@ -947,12 +993,16 @@ def _writes(
             actions.append(
                 Action(
                     "return_delivered_order_items",
-                    (order_slot(returnable), items_slot(items, returnable, whole_return), pay),
+                    (order_slot(returnable), items_slot(items, returnable, whole_return, cover_return), pay),
                 )
             )
         swap_delivered = [o for o in delivered if o in swappable]
         if swap_delivered and payments:
-            slots = (order_slot(swap_delivered), items_slot(swappable, swap_delivered, whole_swap), new_items)
+            slots = (
+                order_slot(swap_delivered),
+                items_slot(swappable, swap_delivered, whole_swap, cover_swap),
+                new_items,
+            )
             pay_with = Slot("payment_method_id", values=narrowed(payments))
             actions.append(Action("exchange_delivered_order_items", (*slots, pay_with)))
     if facts.user_id:

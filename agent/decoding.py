@@ -126,7 +126,8 @@ def _fill(decoder: _Decoder, prefix: str, action: Action) -> tuple[dict[str, Any
                 if not rest:
                     break
                 sep = "" if not values else ", "
-                pieces = [sep + json.dumps(v) for v in rest] + (["]"] if values else [])
+                done = bool(values) and slot.covered(values, args)  # each named product in it
+                pieces = [sep + json.dumps(v) for v in rest] + (["]"] if done else [])
                 pick = decoder.pick(out, pieces, slot.name)
                 if pick == len(rest):
                     break

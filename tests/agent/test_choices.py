@@ -763,3 +763,54 @@ def test_a_named_order_that_is_not_found_does_not_block_the_profile(db: RetailDa
     assert not derive(history).admits(ToolCall("get_user_details", {"user_id": user["user_id"]}))
     history += _call("get_order_details", {"order_id": "#W1234567"}, 3, "Error: order #W1234567 not found.")
     assert derive(history).admits(ToolCall("get_user_details", {"user_id": user["user_id"]}))
+
+
+def _alike_order() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    order = {
+        "order_id": "#W1000002",
+        "status": "delivered",
+        "items": [
+            {"name": "Vacuum Cleaner", "item_id": "1", "product_id": "p1", "options": {}},
+            {"name": "Air Purifier", "item_id": "2", "product_id": "p2", "options": {}},
+            {"name": "Vacuum Cleaner", "item_id": "3", "product_id": "p1", "options": {}},
+            {"name": "Patio Umbrella", "item_id": "4", "product_id": "p3", "options": {}},
+        ],
+        "payment_history": [{"transaction_type": "payment", "amount": 1.0, "payment_method_id": "paypal_1"}],
+    }
+    return order, _call("get_order_details", {"order_id": order["order_id"]}, 1, json.dumps(order))
+
+
+def test_a_return_of_two_products_holds_one_of_each_when_the_order_has_two_alike() -> None:
+    order, lookup = _alike_order()
+    history = [
+        {"role": "user", "content": "I want to return an air purifier and a vacuum cleaner from #W1000002."},
+        *lookup,
+    ]
+    possible = derive(history, user_id="u1")
+    offered, whole = _return_items(history, "#W1000002", user_id="u1")
+    assert set(offered) == {"1", "2", "3"} and not whole  # which vacuum cleaner: the model picks
+
+    def ret(items: list[str]) -> ToolCall:
+        args = {"order_id": "#W1000002", "item_ids": items, "payment_method_id": "paypal_1"}
+        return ToolCall("return_delivered_order_items", args)
+
+    assert possible.admits(ret(["2", "3"])) and possible.admits(ret(["1", "2"]))
+    assert not possible.admits(ret(["3"])) and not possible.admits(ret(["2"]))  # the purifier and a vacuum
+
+
+def test_everything_but_the_item_excepted_is_all_of_them_even_with_two_alike() -> None:
+    order, lookup = _alike_order()
+    history = [{"role": "user", "content": "Return everything from #W1000002 except the umbrella."}, *lookup]
+    offered, whole = _return_items(history, "#W1000002", user_id="u1")
+    assert whole and set(offered) == {"1", "2", "3"}
+
+
+def test_items_named_before_a_return_of_them_are_what_it_returns() -> None:
+    order, lookup = _alike_order()
+    for words, expected in (
+        ("The two vacuum cleaners broke and I want to return them, plus the umbrella.", {"1", "3", "4"}),
+        ("I love the two vacuum cleaners but I want to return the umbrella.", {"4"}),
+    ):
+        history = [{"role": "user", "content": words + " Order #W1000002."}, *lookup]
+        offered, whole = _return_items(history, "#W1000002", user_id="u1")
+        assert set(offered) == expected and whole, words
