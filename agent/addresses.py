@@ -124,6 +124,10 @@ def _points_to(
     return score
 
 
+# "Change it back (to the original)": the words point to where the target was, not to where it is now.
+_BACK = re.compile(r"\b(?:back|original|previous|old)\b", re.I)
+
+
 def candidates(
     *,
     texts: Sequence[str],
@@ -131,11 +135,14 @@ def candidates(
     profile: Mapping[str, str] | None,
     on_orders: Mapping[str, Mapping[str, str]],
     current: Mapping[str, str] | None,
+    moved: bool = False,
 ) -> list[Address]:
     """The addresses an address change may write, best first: written out by the customer, else the
     records' ones (`seen`: every address the records showed in this conversation, old ones too) their words
     point to (a city, a zip, "to my default address", an order named), never the target's `current` one;
-    all the others when the words point to none. `profile` and `on_orders` are the records' addresses now."""
+    all the others when the words point to none; none when the target was `moved` in this conversation
+    and they point to the `current` one at least as strongly (the change was made: offering the rest would
+    undo it), unless they ask for it "back". `profile` and `on_orders` are the records' addresses now."""
     said = " ".join(texts)
     stated = [a for t in texts for a in parse_addresses(t)]
     named_orders = {("#" + o.lstrip("#")) for o in _ORDER_ID.findall(said)}
@@ -151,6 +158,10 @@ def candidates(
 
     scores = {_key(a): score(a) for a in pool}
     best = max(scores.values(), default=0)
+    if moved and current is not None and not _BACK.search(said):
+        here = _points_to(current, said, stated=_key(current) in stated_keys, on_profile=False, orders=[])
+        if here and here >= best:  # already where the words point ("to the Washington DC address"): no change
+            return []
     if best == 0:
         return pool
     return [a for a in pool if scores[_key(a)] == best]

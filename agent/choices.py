@@ -228,6 +228,7 @@ class Facts:
     addresses: list[dict[str, str]] = field(default_factory=list)  # every address the records showed
     declined: list[str] = field(default_factory=list)  # writes listed and turned down (`call_key`)
     calculated: list[str] = field(default_factory=list)  # calculations made (`call_key`), right or wrong
+    moved: set[str] = field(default_factory=set)  # orders and users whose address a write changed
 
     def saw_address(self, record: Mapping[str, Any]) -> None:
         """Keep the address of a profile or order record (old ones stay: "change it back")."""
@@ -250,6 +251,7 @@ def call_key(name: str, arguments: Mapping[str, Any]) -> str:
 _read_key = call_key
 
 
+_ADDRESS_WRITES = frozenset(["modify_pending_order_address", "modify_user_address"])
 _NOT_NOW = re.compile(r"\b(?:not yet|wait|hold on|hang on|later|a (?:moment|minute|second))\b", re.I)
 
 
@@ -303,6 +305,8 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
                 facts.reads.clear()  # the records changed: reading them again makes sense
                 facts.last_write_done = True
                 facts.saw_address(data)
+                if call is not None and name in _ADDRESS_WRITES:
+                    facts.moved.add(str(call.arguments.get("order_id") or call.arguments.get("user_id")))
                 if "order_id" in data:
                     facts.orders[str(data["order_id"])] = data
                 elif "user_id" in data:
@@ -1060,6 +1064,7 @@ def _address_slots(
                 if isinstance(r.get("address"), Mapping)
             },
             current=addresses.normalized(current) if isinstance(current, Mapping) else None,
+            moved=target in facts.moved,
         )
         if found:
             options[target] = found

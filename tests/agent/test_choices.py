@@ -814,3 +814,19 @@ def test_items_named_before_a_return_of_them_are_what_it_returns() -> None:
         history = [{"role": "user", "content": words + " Order #W1000002."}, *lookup]
         offered, whole = _return_items(history, "#W1000002", user_id="u1")
         assert set(offered) == expected and whole, words
+
+
+def test_an_address_change_made_is_not_undone_when_the_request_is_said_again(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)  # the order goes to Tacoma; the customer lives elsewhere
+    home = {k: str(v) for k, v in user["address"].items()}
+    request = f"Please ship order {order['order_id']} to my {home['city']} address."
+    history = _identified(user, request)
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    move = _move(order, **home)
+    assert derive(history).admits(move)
+    history += _call("modify_pending_order_address", move.arguments, 4, json.dumps({**order, "address": home}))
+    history.append({"role": "user", "content": request})  # the same words again: it is done
+    assert derive(history).action("modify_pending_order_address") is None
+    history.append({"role": "user", "content": "Sorry, please change it back to where it was going."})
+    back = derive(history)
+    assert back.admits(_move(order, **order["address"]))
