@@ -458,7 +458,11 @@ def guard(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
         if m["role"] == "user" or (m["role"] == "tool" and m.get("name") != "search_policies")
     ]
     sources += [Source(text=p["text"], label=p["label"]) for p in state.get("passages", [])]
-    result = check_reply(draft, sources, fixed_lines=FIXED_LINES)
+    fixed: tuple[str, ...] = FIXED_LINES
+    done = next((m for m in reversed(_this_turn(state.get("messages", []))) if m["role"] == "tool"), None)
+    if done and done.get("name") == "modify_user_address" and not done["content"].startswith("Error"):
+        fixed = (*fixed, prompts.USER_ADDRESS_DONE)  # the write just done: the graph's own words say so
+    result = check_reply(draft, sources, fixed_lines=fixed)
     by_label = {p["label"]: p for p in state.get("passages", [])}
     citations = [{"label": label, **_citation(by_label[label])} for label in result.citations]
     return {

@@ -104,10 +104,14 @@ def phrasing_prompt(draft: str) -> str:
     )
 
 
+# The graph's report of a default address changed (the profile it returns has no status to say).
+USER_ADDRESS_DONE = "Done: your default address is updated."
+
+
 def write_done(name: str, result: dict[str, object]) -> str:
     """The graph's own report of a completed write, from the system's result."""
     if name == "modify_user_address":
-        return "Done: your default address is updated. Anything else I can help with?"
+        return f"{USER_ADDRESS_DONE} Anything else I can help with?"
     status = result.get("status", "updated")
     return f"Done: order {result.get('order_id', '')} is now '{status}'. Anything else I can help with?"
 

@@ -91,6 +91,11 @@ class Billing(Protocol):
         ...
 
 
+_REFUNDING = frozenset(
+    ["cancel_pending_order", "return_delivered_order_items", "modify_pending_order_payment"]
+)
+
+
 def _require_status(order: dict[str, Any], status: str, action: str) -> None:
     if order["status"] != status:
         raise PolicyViolation(
@@ -390,6 +395,10 @@ class SqliteBilling:
 
     def refund_amount(self, tool: str, arguments: dict[str, Any]) -> float:
         """How much money this write would refund (for the human-approval threshold)."""
+        if (
+            tool not in _REFUNDING
+        ):  # an address or item change refunds nothing here (nor has an order to read)
+            return 0.0
         order = self.db.get_order(str(arguments.get("order_id", "")))
         if tool == "cancel_pending_order":
             return round(

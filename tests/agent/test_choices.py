@@ -781,7 +781,7 @@ def _alike_order() -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def test_a_return_of_two_products_holds_one_of_each_when_the_order_has_two_alike() -> None:
-    order, lookup = _alike_order()
+    _, lookup = _alike_order()
     history = [
         {"role": "user", "content": "I want to return an air purifier and a vacuum cleaner from #W1000002."},
         *lookup,
@@ -799,14 +799,14 @@ def test_a_return_of_two_products_holds_one_of_each_when_the_order_has_two_alike
 
 
 def test_everything_but_the_item_excepted_is_all_of_them_even_with_two_alike() -> None:
-    order, lookup = _alike_order()
+    _, lookup = _alike_order()
     history = [{"role": "user", "content": "Return everything from #W1000002 except the umbrella."}, *lookup]
     offered, whole = _return_items(history, "#W1000002", user_id="u1")
     assert whole and set(offered) == {"1", "2", "3"}
 
 
 def test_items_named_before_a_return_of_them_are_what_it_returns() -> None:
-    order, lookup = _alike_order()
+    _, lookup = _alike_order()
     for words, expected in (
         ("The two vacuum cleaners broke and I want to return them, plus the umbrella.", {"1", "3", "4"}),
         ("I love the two vacuum cleaners but I want to return the umbrella.", {"4"}),
@@ -824,7 +824,9 @@ def test_an_address_change_made_is_not_undone_when_the_request_is_said_again(db:
     history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
     move = _move(order, **home)
     assert derive(history).admits(move)
-    history += _call("modify_pending_order_address", move.arguments, 4, json.dumps({**order, "address": home}))
+    history += _call(
+        "modify_pending_order_address", move.arguments, 4, json.dumps({**order, "address": home})
+    )
     history.append({"role": "user", "content": request})  # the same words again: it is done
     assert derive(history).action("modify_pending_order_address") is None
     history.append({"role": "user", "content": "Sorry, please change it back to where it was going."})

@@ -267,6 +267,32 @@ def test_write_needs_listed_details_and_an_explicit_yes(
     assert message(events) == f"Done: order {oid} is now 'cancelled'. Anything else I can help with?"
 
 
+def test_a_default_address_change_is_listed_and_done_after_a_yes(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    user_id, user = customer(db, 0)
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    new = {
+        "address1": "12 Elm Street",
+        "address2": "",
+        "city": "Springfield",
+        "state": "IL",
+        "country": "USA",
+    }
+    move = call("modify_user_address", user_id=user_id, **new, zip="62704")
+    model._script[:0] = [call("get_user_details", user_id=user_id), move]
+    events = turn(agent, "Please change my default address to 12 Elm Street, Springfield, IL 62704.")
+    assert "12 Elm Street" in message(events) and "yes" in message(events), message(events)
+    assert db.get_user(user_id)["address"]["address1"] == user["address"]["address1"]
+    model._script[:0] = [say("Your address is changed.")]  # the graph runs the write listed, not the model
+    events = turn(agent, "yes")
+    assert [(r["name"], r["ok"]) for r in tool_results(events)] == [("modify_user_address", True)]
+    assert db.get_user(user_id)["address"] == {**new, "zip": "62704"}
+    assert message(events) == "Done: your default address is updated. Anything else I can help with?"
+
+
 def test_model_written_listing_then_yes_executes_once(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
