@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -229,6 +229,7 @@ class Facts:
     declined: list[str] = field(default_factory=list)  # writes listed and turned down (`call_key`)
     calculated: list[str] = field(default_factory=list)  # calculations made (`call_key`), right or wrong
     moved: set[str] = field(default_factory=set)  # orders and users whose address a write changed
+    refused_payments: set[str] = field(default_factory=set)  # of writes billing refused (a low balance...)
 
     def saw_address(self, record: Mapping[str, Any]) -> None:
         """Keep the address of a profile or order record (old ones stay: "change it back")."""
@@ -295,6 +296,8 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
         # a write the systems refused, or a customer not found: what a person may sort out
         failed = message.content.startswith("Error") and (name in WRITE_TOOLS or name in IDENTIFY_TOOLS)
         facts.turn_failed = facts.turn_failed or failed
+        if failed and call is not None and call.arguments.get("payment_method_id"):
+            facts.refused_payments.add(str(call.arguments["payment_method_id"]))
         if call is not None and not refused and (name in READ_ONCE or name in IDENTIFY_TOOLS):
             facts.reads.add(_read_key(name, call.arguments))  # a failed read is not worth repeating either
         data = _json(message.content)
@@ -899,7 +902,7 @@ def _writes(
     said = " ".join(facts.customer_texts)
 
     def narrowed(values: tuple[str, ...], paid: Sequence[str] = ()) -> tuple[str, ...]:
-        return _named_payments(values, said, paid) if guided else values
+        return _named_payments(values, said, paid, facts.refused_payments) if guided else values
 
     every = _order_items(facts)
 
@@ -981,7 +984,10 @@ def _writes(
             pay_with = Slot("payment_method_id", values=narrowed(payments))
             actions.append(Action("modify_pending_order_items", (*slots, pay_with)))
         if payments:
-            others = {o: tuple(p for p in payments if p not in _paid_with(facts.orders[o])) for o in pending}
+            others = {
+                o: narrowed(tuple(p for p in payments if p not in _paid_with(facts.orders[o])))
+                for o in pending
+            }
             movable = [o for o in pending if others[o]]
             if movable:
                 pay = Slot("payment_method_id", depends_on="order_id", table=others)
@@ -1027,10 +1033,20 @@ _ORIGINAL = re.compile(
 )
 
 
-def _named_payments(values: tuple[str, ...], said: str, paid: Sequence[str] = ()) -> tuple[str, ...]:
+def _named_payments(
+    values: tuple[str, ...], said: str, paid: Sequence[str] = (), refused: Collection[str] = ()
+) -> tuple[str, ...]:
     """The payment methods among `values` of the one kind the customer's words name ("use my gift card"),
-    or those it was `paid` with if they ask for the original method; all of them otherwise."""
-    kinds = [k for k, pattern in _PAYMENT_KINDS.items() if pattern.search(said)]
+    or of the first kind they name with a fallback ("my gift card, or PayPal if that isn't possible"; the
+    next once billing `refused` a write with the first), or those it was `paid` with if they ask for the
+    original method; all of them otherwise."""
+    found = sorted((m.start(), k) for k, pattern in _PAYMENT_KINDS.items() if (m := pattern.search(said)))
+    kinds = [k for _, k in found]
+    if len(kinds) > 1 and _FALLBACK.search(said):
+        for kind in kinds:  # in the customer's order of preference
+            usable = tuple(v for v in values if v.startswith(kind) and v not in refused)
+            if usable:
+                return usable
     if len(kinds) == 1:
         chosen = tuple(v for v in values if v.startswith(kinds[0]))
     elif not kinds and _ORIGINAL.search(said):
@@ -1038,6 +1054,14 @@ def _named_payments(values: tuple[str, ...], said: str, paid: Sequence[str] = ()
     else:
         chosen = ()
     return chosen or values
+
+
+# "X, or Y if X isn't possible", "if that is not possible, Y", "prefer X; otherwise Y"
+_FALLBACK = re.compile(
+    r"\bif (?:\w+ ){0,4}(?:is ?n[o']t|not|isn't|can ?not|can't|cannot|doesn't|does not)\b|\botherwise\b"
+    r"|\bprefer\b|\bor else\b|\bif not\b",
+    re.I,
+)
 
 
 def _address_slots(

@@ -832,3 +832,41 @@ def test_an_address_change_made_is_not_undone_when_the_request_is_said_again(db:
     history.append({"role": "user", "content": "Sorry, please change it back to where it was going."})
     back = derive(history)
     assert back.admits(_move(order, **order["address"]))
+
+
+def test_a_payment_named_first_with_a_fallback_is_used_until_billing_refuses_it(db: RetailDatabase) -> None:
+    data = db.export()
+    user, order = next(
+        ({**data["users"][o["user_id"]], "user_id": o["user_id"]}, o)
+        for o in data["orders"].values()
+        if o["status"] == "pending"
+        and any(p.startswith("gift_card") for p in data["users"][o["user_id"]]["payment_methods"])
+        and any(p.startswith("paypal") for p in data["users"][o["user_id"]]["payment_methods"])
+    )
+    gift = next(p for p in user["payment_methods"] if p.startswith("gift_card"))
+    paypal = next(p for p in user["payment_methods"] if p.startswith("paypal"))
+    history = _identified(
+        user,
+        f"Please change the payment of order {order['order_id']} to my gift card, "
+        "or PayPal if the gift card isn't possible.",
+    )
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+
+    def pay(method: str) -> ToolCall:
+        return ToolCall(
+            "modify_pending_order_payment", {"order_id": order["order_id"], "payment_method_id": method}
+        )
+
+    paid = order["payment_history"][0]["payment_method_id"]
+    first = gift if gift != paid else paypal
+    possible = derive(history)
+    assert possible.admits(pay(first)) and not possible.admits(pay(paypal if first == gift else gift))
+    if first == gift:  # billing refuses the gift card (its balance): the fallback is what is offered then
+        history += _call(
+            "modify_pending_order_payment",
+            {"order_id": order["order_id"], "payment_method_id": gift},
+            4,
+            "Error: the gift card balance is too low.",
+        )
+        again = derive(history)
+        assert again.admits(pay(paypal)) and not again.admits(pay(gift))
