@@ -937,7 +937,18 @@ def _writes(
             product = facts.products.get(str(item.get("product_id")))
             if product is not None:
                 candidates = [v for v in _variants(product) if str(v["item_id"]) != str(item["item_id"])]
-                if matcher:
+                # "for the type that's in my pending order": the same product's item on another order
+                twins = {
+                    str(i["item_id"])
+                    for oid, o in facts.orders.items()
+                    if oid != order.get("order_id")
+                    for i in _items(o)
+                    if i.get("product_id") == item.get("product_id") and i["item_id"] != item["item_id"]
+                }
+                like_twin = [v for v in candidates if str(v["item_id"]) in twins]
+                if guided and like_twin and _OTHER_ORDER.search(said):
+                    candidates = like_twin
+                elif matcher:
                     names = [str(i.get("name") or "") for o in facts.orders.values() for i in _items(o)]
                     names = [n for n in names if n != item.get("name")]
                     candidates = match_variants(item, candidates, facts.customer_texts, other_names=names)
@@ -1021,6 +1032,15 @@ def _writes(
         if to_address is not None:
             actions.append(Action("modify_user_address", to_address))
     return actions
+
+
+# The customer points to an item of another order as the new one ("the type that's in my pending order").
+_OTHER_ORDER = re.compile(
+    r"\b(?:in|from|on) (?:my|the) (?:other|pending|previous|last|recent|new|second|first) order\b"
+    r"|\bsame (?:\w+ )?as (?:the one |what )?(?:in|on|from) (?:my|the|another|an) (?:\w+ )?order\b"
+    r"|\bsame (?:\w+ )?as (?:the one|what) i (?:already )?(?:received|got|have|bought|ordered)\b",
+    re.I,
+)
 
 
 _PAYMENT_KINDS = {

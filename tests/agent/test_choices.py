@@ -870,3 +870,36 @@ def test_a_payment_named_first_with_a_fallback_is_used_until_billing_refuses_it(
         )
         again = derive(history)
         assert again.admits(pay(paypal)) and not again.admits(pay(gift))
+
+
+def test_the_new_item_can_be_the_same_products_item_on_another_order() -> None:
+    def order(oid: str, status: str, item_id: str) -> dict[str, Any]:
+        item = {"name": "Garden Hose", "item_id": item_id, "product_id": "p1", "options": {"length": item_id}}
+        return {
+            "order_id": oid,
+            "status": status,
+            "items": [item],
+            "payment_history": [
+                {"transaction_type": "payment", "amount": 1.0, "payment_method_id": "paypal_1"}
+            ],
+        }
+
+    variants = {i: {"item_id": i, "options": {"length": i}, "available": True} for i in ("10", "20", "30")}
+    product = {"product_id": "p1", "name": "Garden Hose", "variants": variants}
+    history: list[dict[str, Any]] = []
+    for n, o in enumerate((order("#W1000001", "delivered", "10"), order("#W1000002", "pending", "20"))):
+        history += _call("get_order_details", {"order_id": o["order_id"]}, n, json.dumps(o))
+    history += _call("get_product_details", {"product_id": "p1"}, 3, json.dumps(product))
+    profile = {"user_id": "u1", "orders": ["#W1000001", "#W1000002"], "payment_methods": {"paypal_1": {}}}
+    history[:0] = _call("get_user_details", {"user_id": "u1"}, 9, json.dumps(profile))
+
+    def offered(words: str) -> tuple[str, ...]:
+        action = derive([{"role": "user", "content": words}, *history], user_id="u1").action(
+            "exchange_delivered_order_items"
+        )
+        assert action is not None, words
+        new = next(s for s in action.slots if s.name == "new_item_ids")
+        return new.domain({}, "10")
+
+    assert offered("Exchange the garden hose I received for the type that's in my pending order.") == ("20",)
+    assert set(offered("Exchange the garden hose I received for another length.")) == {"20", "30"}
