@@ -443,8 +443,18 @@ _ABOUT_POLICY = re.compile(r"\bpolic(?:y|ies)\b", re.I)
 
 
 def asks_for_changes(text: str) -> bool:
-    """Whether the customer's message asks for something done on their account ("I'd like to return...")."""
-    return bool(_ACCOUNT_REQUEST.search(text)) and not _policy_only(text)
+    """Whether the customer's message asks for something done on their account ("I'd like to return...",
+    "I wonder if I can change it", "correct my address")."""
+    asks = _ACCOUNT_REQUEST.search(text) or _INDIRECT_REQUEST.search(text)
+    return bool(asks) and not _policy_only(text)
+
+
+# Requests put as a thought ("I wonder if I can change it to ...", "potentially correct my address").
+_INDIRECT_REQUEST = re.compile(
+    r"\bi(?:'m| am)? wonder(?:ing)? if\b[^.?!]*\b(?:cancel|return|exchange|swap|change|modify|update|switch)"
+    r"|\b(?:correct|fix)\b[^.?!]*\baddress",
+    re.I,
+)
 
 
 def _policy_only(text: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 from agent import prompts
 from agent.chat_model import ToolCall
-from agent.choices import call_key, derive, item_focus, mentioned_items, read_facts
+from agent.choices import asks_for_changes, call_key, derive, item_focus, mentioned_items, read_facts
 from agent.store.database import RetailDatabase
 from agent.tool_specs import WRITE_TOOLS
 
@@ -903,3 +903,14 @@ def test_the_new_item_can_be_the_same_products_item_on_another_order() -> None:
 
     assert offered("Exchange the garden hose I received for the type that's in my pending order.") == ("20",)
     assert set(offered("Exchange the garden hose I received for another length.")) == {"20", "30"}
+
+
+def test_a_request_put_as_a_thought_is_a_request_a_policy_question_is_not() -> None:
+    for words in (
+        "I'd like to return the mug.",
+        "The jigsaw is too hard, I wonder if I can change it to the easiest one.",
+        "I might have typed my address wrong; please check and potentially correct all order addresses.",
+    ):
+        assert asks_for_changes(words), words
+    for words in ("What is your return policy?", "Can I change the delivery address after it has shipped?"):
+        assert not asks_for_changes(words), words
