@@ -417,6 +417,14 @@ def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     return {"pending": None, "draft": text, "messages": [*done, _assistant(text)]}
 
 
+def _parsed(text: str) -> Any:
+    """A tool result's JSON, or None."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError):
+        return None
+
+
 def _crashed(tool: str, exc: Exception) -> str:
     return f"Error: the {tool} tool failed ({type(exc).__name__}); nothing was changed."
 
@@ -460,8 +468,10 @@ def guard(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     sources += [Source(text=p["text"], label=p["label"]) for p in state.get("passages", [])]
     fixed: tuple[str, ...] = FIXED_LINES
     done = next((m for m in reversed(_this_turn(state.get("messages", []))) if m["role"] == "tool"), None)
-    if done and done.get("name") == "modify_user_address" and not done["content"].startswith("Error"):
-        fixed = (*fixed, prompts.USER_ADDRESS_DONE)  # the write just done: the graph's own words say so
+    if done and done.get("name") in WRITE_TOOLS and not done["content"].startswith("Error"):
+        written = _parsed(done["content"])
+        if isinstance(written, dict):  # the write just done: the graph's own words say so (only then)
+            fixed = (*fixed, prompts.write_done_line(str(done["name"]), written))
     result = check_reply(draft, sources, fixed_lines=fixed)
     by_label = {p["label"]: p for p in state.get("passages", [])}
     citations = [{"label": label, **_citation(by_label[label])} for label in result.citations]

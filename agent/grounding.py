@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.prompts import NO_INFORMATION
+from agent.prompts import DONE_MARK, NO_INFORMATION
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[#$])|\n+")
 _AMOUNT = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?|\b\d[\d,]*\.\d{1,2}\b")
@@ -336,6 +336,11 @@ def check_reply(draft: str, sources: list[Source], *, fixed_lines: tuple[str, ..
             continue  # a broken-off line ("You can pay with", "Order ID:") says nothing that can be checked
         if sentence in fixed_lines or sentence == NO_INFORMATION:
             kept.append(sentence)
+            continue
+        if core.startswith(
+            DONE_MARK
+        ):  # "Done: ..." is the graph's report of a write it just ran, never a draft's
+            removed.append(sentence)
             continue
         body = _LABEL.sub("", sentence).strip()
         own = [n for n in _LABEL.findall(sentence) if n in labels]

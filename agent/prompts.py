@@ -104,16 +104,23 @@ def phrasing_prompt(draft: str) -> str:
     )
 
 
+# The graph's report of a write it ran starts so; a drafted reply's "Done: ..." is removed by the guard.
+DONE_MARK = "Done:"
 # The graph's report of a default address changed (the profile it returns has no status to say).
-USER_ADDRESS_DONE = "Done: your default address is updated."
+USER_ADDRESS_DONE = f"{DONE_MARK} your default address is updated."
+
+
+def write_done_line(name: str, result: dict[str, object]) -> str:
+    """The graph's one-line report of a completed write, from the system's result."""
+    if name == "modify_user_address":
+        return USER_ADDRESS_DONE
+    status = result.get("status", "updated")
+    return f"{DONE_MARK} order {result.get('order_id', '')} is now '{status}'."
 
 
 def write_done(name: str, result: dict[str, object]) -> str:
-    """The graph's own report of a completed write, from the system's result."""
-    if name == "modify_user_address":
-        return f"{USER_ADDRESS_DONE} Anything else I can help with?"
-    status = result.get("status", "updated")
-    return f"Done: order {result.get('order_id', '')} is now '{status}'. Anything else I can help with?"
+    """The graph's own report of a completed write, then the offer of more help."""
+    return f"{write_done_line(name, result)} Anything else I can help with?"
 
 
 ORDER_STATUS_WORDS = {

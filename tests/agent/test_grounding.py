@@ -106,3 +106,13 @@ def test_an_order_status_must_match_the_systems_record() -> None:
     assert check_reply("Order #W2611340 is delivered: Tablet.", [pending, refused]).removed
     exchanged = Source(text='{"order_id":"#W5564375","status":"exchange requested"}')
     assert check_reply("Order #W5564375 is exchanged.", [exchanged]).removed == []
+
+
+def test_a_drafted_done_line_is_removed_unless_the_graph_ran_that_write() -> None:
+    order = '{"order_id":"#W5565470","status":"delivered"}'
+    claim = "Done: order #W5565470 is now 'return requested'."
+    result = check_reply(f"{claim} Anything else I can help with?", [Source(order)])
+    assert claim in result.removed and NO_INFORMATION in result.text
+    done = '{"order_id":"#W5565470","status":"return requested"}'
+    kept = check_reply(f"{claim} Anything else I can help with?", [Source(done)], fixed_lines=(claim,))
+    assert kept.removed == [] and kept.text.startswith(claim)
