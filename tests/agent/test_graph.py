@@ -96,6 +96,18 @@ def user_with(db: RetailDatabase, status: str) -> tuple[str, dict[str, Any], dic
     raise LookupError(status)
 
 
+def identified_with(
+    make_agent: Callable[..., Any], db: RetailDatabase, status: str
+) -> tuple[SupportAgent, ScriptedChatModel, dict[str, Any]]:
+    """An agent on a scripted model, in which a customer with an order of this status is identified, and
+    that order."""
+    _, user, order = user_with(db, status)
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    return agent, model, order
+
+
 def uncovered_payment_change(db: RetailDatabase) -> tuple[str, dict[str, Any], dict[str, Any], str]:
     """A customer, a pending order paid once with a card or PayPal, and the customer's gift card whose
     balance is below the order's total: billing refuses paying that order with it."""
@@ -244,11 +256,8 @@ def test_identification_uses_only_values_the_customer_wrote(
 def test_write_needs_listed_details_and_an_explicit_yes(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    _, user, order = user_with(db, "pending")
+    agent, model, order = identified_with(make_agent, db, "pending")
     oid = order["order_id"]
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
     model._script[:0] = [read_order(oid), cancel_call(oid)]
     events = turn(agent, f"cancel {oid}, I no longer need it")
     assert oid in message(events) and "no longer needed" in message(events) and "yes" in message(events)
@@ -296,11 +305,8 @@ def test_a_default_address_change_is_listed_and_done_after_a_yes(
 def test_model_written_listing_then_yes_executes_once(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    _, user, order = user_with(db, "pending")
+    agent, model, order = identified_with(make_agent, db, "pending")
     oid = order["order_id"]
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
     cancel = cancel_call(oid, "ordered by mistake")
     model._script[:0] = [
         read_order(oid),
@@ -326,11 +332,8 @@ def test_model_written_listing_then_yes_executes_once(
 def test_yes_without_a_listing_is_not_a_confirmation(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    _, user, order = user_with(db, "pending")
+    agent, model, order = identified_with(make_agent, db, "pending")
     oid = order["order_id"]
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
     model._script[:0] = [read_order(oid), say(f"Order {oid} is pending.")]
     turn(agent, f"what is the status of {oid}? I may want to cancel it.")
     model._script[:0] = [cancel_call(oid)]
@@ -344,11 +347,8 @@ def test_yes_without_a_listing_is_not_a_confirmation(
 def test_a_write_on_an_order_not_in_the_status_it_needs_is_not_possible(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    _, user, order = user_with(db, "delivered")
+    agent, model, order = identified_with(make_agent, db, "delivered")
     oid = order["order_id"]
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
     model._script[:0] = [read_order(oid), cancel_call(oid), say(f"Order {oid} was delivered, so I can't.")]
     events = turn(agent, f"cancel {oid}")
     assert invalid_calls(events) == ["cancel_pending_order"]
@@ -423,11 +423,8 @@ def test_a_write_refused_at_execution_is_relayed_and_nothing_changes(
 ) -> None:
     from agent.systems.billing import SqliteBilling
 
-    _, user, order = user_with(db, "pending")
+    agent, model, order = identified_with(make_agent, db, "pending")
     oid = order["order_id"]
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
     model._script[:0] = [read_order(oid), cancel_call(oid)]
     assert "yes" in message(turn(agent, f"cancel {oid}")).lower()
     # the order changes elsewhere between the listing and the customer's yes
@@ -482,11 +479,8 @@ def test_several_writes_in_one_request_each_wait_for_their_own_yes(
 def test_a_done_write_is_reported_once_and_the_next_turn_gets_its_own_reply(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    _, user, order = user_with(db, "pending")
+    agent, model, order = identified_with(make_agent, db, "pending")
     oid = order["order_id"]
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
     model._script[:0] = [read_order(oid), cancel_call(oid)]
     turn(agent, f"cancel {oid}")
     model._script[:0] = [say("Done.")]
@@ -638,11 +632,8 @@ def test_unanswerable_policy_question_gets_no_invented_policy(make_agent: Callab
 def test_a_request_with_an_unanswerable_question_goes_on_with_the_request(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    _, user, order = user_with(db, "pending")
+    agent, model, order = identified_with(make_agent, db, "pending")
     oid = order["order_id"]
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
     ask = f"Can I get loyalty points on refunds? I'd like to cancel order {oid}, I no longer need it."
     model._script[:0] = [call("search_policies", query=ask), read_order(oid), cancel_call(oid)]
     events = turn(agent, ask)
