@@ -683,7 +683,7 @@ def derive(
     return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text, excluded=excluded)
 
 
-_STATUS_WORD = r"\b(?:status|where|track\w*|shipped|arriv\w*|deliver\w*)\b"
+_STATUS_WORD = r"\b(?:status|where|track\w*|shipped|arriv\w*|deliver\w*|show|list|see|view)\b"
 _MY_ORDERS = r"\bmy (?:\w+ )?(?:orders?|package|parcel|purchases?|delivery)\b"
 _STATUS_QUESTION = re.compile(
     rf"{_STATUS_WORD}.*(?:{_MY_ORDERS}|#?W\d{{7}})|{_MY_ORDERS}.*{_STATUS_WORD}", re.I

@@ -612,14 +612,18 @@ def test_a_question_about_a_policy_is_searched_not_acted_on(db: RetailDatabase) 
 
 def test_a_status_question_after_a_refund_question_asks_for_no_refund(db: RetailDatabase) -> None:
     user, orders = _two_order_customer(db)
-    history = _identified(user, "How long until a refund shows up on my credit card?")
-    history += _call("search_policies", {"query": "refund timing"}, 3, "[]")
-    history.append({"role": "assistant", "content": "Refunds to a card take 5 to 7 business days."})
-    history.append({"role": "user", "content": "What is the status of my orders?"})
-    for n, order in enumerate(orders, start=4):
-        history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
-        assert not set(derive(history).names()) & WRITE_TOOLS  # "refund" was a question, not an ask
-    assert derive(history).status_of == tuple(o["order_id"] for o in orders)
+    for question, then in (
+        ("How long until a refund shows up on my credit card?", "What is the status of my orders?"),
+        ("Hi, what is your return policy?", "Can you show me my orders?"),  # tried as a customer: a return
+    ):
+        history = _identified(user, question)
+        history += _call("search_policies", {"query": question}, 3, "[]")
+        history.append({"role": "assistant", "content": "Refunds to a card take 5 to 7 business days."})
+        history.append({"role": "user", "content": then})
+        for n, order in enumerate(orders, start=4):
+            history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+            assert not set(derive(history).names()) & WRITE_TOOLS, then  # the question was no ask
+        assert derive(history).status_of == tuple(o["order_id"] for o in orders), then
 
 
 def test_a_change_the_records_allow_is_proposed_not_handed_off(db: RetailDatabase) -> None:
