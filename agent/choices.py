@@ -462,6 +462,23 @@ def _policy_only(text: str) -> bool:
     return bool(_ABOUT_POLICY.search(text)) and not _ACCOUNT_REQUEST.search(text)
 
 
+def _impersonal_question(text: str) -> bool:
+    """A question about how the store works that says nothing of the customer's own ("Do gift cards
+    expire?", "How long do refunds take?"): its search is the step."""
+    return (
+        "?" in text
+        and not _FIRST_PERSON.search(text)
+        and not PRODUCT_CUE.search(text)  # "what colors does the lamp come in?": the product's
+        and not named_orders(text)
+    )
+
+
+# The customer's own (or their item: "does it come in black?")
+_FIRST_PERSON = re.compile(
+    r"\b(?:i|i'm|i'd|i've|i'll|me|my|mine|we|our|us|it|its|this|these|those|they|them)\b", re.I
+)
+
+
 _POLICY_QUESTION = re.compile(
     r"\b(?:how long|how do i|how does|do i|can i|is it|are there|what happens|how many|should i|what if)\b",
     re.I,
@@ -629,7 +646,7 @@ def derive(
     searchable = bool(queries) and (not guided or (first_step and not asks_account))
     if searchable:
         search = Action("search_policies", (Slot("query", values=queries[:3]),))
-        if guided and _policy_only(queries[0]):
+        if guided and (_policy_only(queries[0]) or _impersonal_question(queries[0])):
             actions = []  # "what is your return policy?": its search is the step, not the customer's records
         actions.append(search)
     looked_into = facts.profile is not None and bool(facts.orders)
@@ -853,7 +870,19 @@ def _asked_for(name: str, request: str) -> bool:
     items (a swap of items needs a word of its own when the request speaks of an address)."""
     if name in _ITEM_WRITES and WRITE_CUES["modify_pending_order_address"].search(request):
         return bool(_ITEM_SWAP.search(request) or PRODUCT_CUE.search(_SWAP_WORDS.sub("", request)))
+    if name == "modify_pending_order_address" and _PROFILE_ADDRESS.search(request):
+        return bool(_ORDER_WORD.search(request))  # "change my default address to ...": the profile's
     return True
+
+
+# The customer's default address as what is changed (not as the new address of an order: "ship it to my
+# default address"); an order's address change then needs an order word of its own.
+_PROFILE_ADDRESS = re.compile(
+    r"\b(?:change|update|modify|correct|set|fix)\s+(?:my\s+|the\s+)?(?:default|profile|account|user|home)"
+    r"\s+(?:shipping\s+)?address\b",
+    re.I,
+)
+_ORDER_WORD = re.compile(r"\border|\bship|\bpackage|\bparcel|\bdeliver", re.I)
 
 
 def writable_orders(

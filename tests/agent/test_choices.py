@@ -600,6 +600,9 @@ def test_a_question_about_a_policy_is_searched_not_acted_on(db: RetailDatabase) 
     history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
     history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
     history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    for question in ("Do gift cards expire?", "How long do refunds to a credit card take?"):
+        # no word of the customer's own, no policy word: a question about the store all the same
+        assert derive([*history, {"role": "user", "content": question}]).names() == ["search_policies"]
     history.append({"role": "user", "content": "Hi, what is your return policy?"})
     possible = derive(history)
     assert "return_delivered_order_items" not in possible.names()  # a question, not a request
@@ -918,3 +921,18 @@ def test_a_request_put_as_a_thought_is_a_request_a_policy_question_is_not() -> N
         assert asks_for_changes(words), words
     for words in ("What is your return policy?", "Can I change the delivery address after it has shipped?"):
         assert not asks_for_changes(words), words
+
+
+def test_changing_the_default_address_is_not_an_orders_address_change(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)
+    history = _identified(user, "Please change my default address to 12 Elm Street, Springfield, IL 62704.")
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    names = derive(history).names()
+    assert "modify_user_address" in names and "modify_pending_order_address" not in names
+    both = _identified(
+        user,
+        f"Change my default address and the address of order {order['order_id']} to 12 Elm Street, "
+        "Springfield, IL 62704.",
+    )
+    both += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    assert {"modify_user_address", "modify_pending_order_address"} <= set(derive(both).names())
