@@ -156,6 +156,13 @@ def candidates(
         on_profile = profile is not None and _key(profile) == _key(a)
         return _points_to(a, said, stated=_key(a) in stated_keys, on_profile=on_profile, orders=orders)
 
+    if (
+        current is not None
+        and stated
+        and all(_key(a) == _key(current) for a in stated)
+        and not _BACK.search(said)
+    ):
+        return []  # the address the customer wrote out is the one it has: nothing to change
     scores = {_key(a): score(a) for a in pool}
     best = max(scores.values(), default=0)
     if moved and current is not None and not _BACK.search(said):

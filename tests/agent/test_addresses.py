@@ -40,3 +40,5 @@ def test_the_customers_words_pick_among_the_records_addresses() -> None:
     assert pick("the order went to my son's place in Washington DC by mistake, fix it") == [HOME, NYC]
     assert pick("send it to 1234 Elm St, Springfield, IL 62701 instead")[0]["address1"] == "1234 Elm St"
     assert pick("ship it to my NYC address", current=NYC) == [HOME, SON]  # never where it goes already
+    # written out, and it is where it goes already: nothing to change (not one of the others instead)
+    assert pick("change it to 476 Maple Drive, Suite 432, New York, NY 10093", current=NYC) == []
