@@ -172,9 +172,11 @@ def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     """Ask the behaviour model for the next step, chosen within what is possible now (`agent.choices`)."""
     ctx = runtime.context
     steps = state.get("steps", 0) + 1
-    if steps > ctx.settings.max_steps_per_turn:
-        return {"steps": steps, "draft": prompts.TOO_MANY_STEPS, "proposal": None}
     history = state.get("messages", [])
+    if steps > ctx.settings.max_steps_per_turn:
+        written = _written_this_turn(history)  # a write done in this turn is reported, not lost in the limit
+        text = prompts.write_done(*written) if written else prompts.TOO_MANY_STEPS
+        return {"steps": steps, "draft": text, "proposal": None}
     matcher = ctx.settings.variant_choice == "matcher"
     possible = choices.derive(history, user_id=state.get("user_id"), variant_matcher=matcher)
     messages = [ChatMessage(role="system", content=prompts.system_prompt())]
@@ -417,6 +419,16 @@ def execute(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]
     return {"pending": None, "draft": text, "messages": [*done, _assistant(text)]}
 
 
+def _written_this_turn(messages: list[dict[str, Any]]) -> tuple[str, dict[str, Any]] | None:
+    """The last write the systems did since the customer's last message: its tool and result."""
+    for m in reversed(_this_turn(messages)):
+        if m["role"] == "tool" and m.get("name") in WRITE_TOOLS and not m["content"].startswith("Error"):
+            result = _parsed(m["content"])
+            if isinstance(result, dict):
+                return str(m["name"]), result
+    return None
+
+
 def _parsed(text: str) -> Any:
     """A tool result's JSON, or None."""
     try:
@@ -467,11 +479,9 @@ def guard(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     ]
     sources += [Source(text=p["text"], label=p["label"]) for p in state.get("passages", [])]
     fixed: tuple[str, ...] = FIXED_LINES
-    done = next((m for m in reversed(_this_turn(state.get("messages", []))) if m["role"] == "tool"), None)
-    if done and done.get("name") in WRITE_TOOLS and not done["content"].startswith("Error"):
-        written = _parsed(done["content"])
-        if isinstance(written, dict):  # the write just done: the graph's own words say so (only then)
-            fixed = (*fixed, prompts.write_done_line(str(done["name"]), written))
+    written = _written_this_turn(state.get("messages", []))
+    if written:  # the write done in this turn: the graph's own words say so (and only then)
+        fixed = (*fixed, prompts.write_done_line(*written))
     result = check_reply(draft, sources, fixed_lines=fixed)
     by_label = {p["label"]: p for p in state.get("passages", [])}
     citations = [{"label": label, **_citation(by_label[label])} for label in result.citations]

@@ -302,6 +302,23 @@ def test_a_default_address_change_is_listed_and_done_after_a_yes(
     assert message(events) == "Done: your default address is updated. Anything else I can help with?"
 
 
+def test_a_write_done_is_reported_even_when_the_model_then_runs_out_of_steps(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    user_id, user, order = user_with(db, "pending")
+    oid = order["order_id"]
+    model = ScriptedChatModel()
+    agent = make_agent(model, max_steps_per_turn=3)
+    identify(agent, model, user)
+    model._script[:0] = [read_order(oid), cancel_call(oid)]
+    assert "yes" in message(turn(agent, f"cancel {oid}, I no longer need it"))
+    # after the yes the model wanders off (a lookup, another...) until the turn's step limit
+    model._script[:0] = [call("get_user_details", user_id=user_id), read_order(oid), read_order(oid)]
+    events = turn(agent, "yes")
+    assert db.get_order(oid)["status"] == "cancelled"
+    assert message(events) == f"Done: order {oid} is now 'cancelled'. Anything else I can help with?"
+
+
 def test_model_written_listing_then_yes_executes_once(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
