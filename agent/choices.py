@@ -467,12 +467,18 @@ def _impersonal_question(text: str) -> bool:
     expire?", "How long do refunds take?"): its search is the step."""
     return (
         "?" in text
+        and bool(_STORE_TOPIC.search(text))
         and not _FIRST_PERSON.search(text)
         and not PRODUCT_CUE.search(text)  # "what colors does the lamp come in?": the product's
         and not named_orders(text)
     )
 
 
+# What the store's policies speak of ("and the water bottle?" is a product, not a policy)
+_STORE_TOPIC = re.compile(
+    r"refund|return|exchang|gift ?cards?|ship|deliver|warrant|expir|fees?\b|cancel|polic|payment|points",
+    re.I,
+)
 # The customer's own (or their item: "does it come in black?")
 _FIRST_PERSON = re.compile(
     r"\b(?:i|i'm|i'd|i've|i'll|me|my|mine|we|our|us|it|its|this|these|those|they|them)\b", re.I
