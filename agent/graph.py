@@ -223,11 +223,9 @@ def _reply_text(state: AgentState, possible: choices.Choices, text: str) -> str:
         return prompts.order_status([facts.orders[o] for o in possible.status_of])
     if not possible.reply_text:
         done = next((m for m in reversed(history) if m["role"] == "tool"), None)
-        if done is not None and done.get("name") in WRITE_TOOLS:
-            try:
-                return prompts.write_done(str(done["name"]), json.loads(done["content"]))
-            except (ValueError, TypeError):
-                pass
+        result = _parsed(done["content"]) if done is not None and done.get("name") in WRITE_TOOLS else None
+        if done is not None and isinstance(result, dict):
+            return prompts.write_done(str(done["name"]), result)
     return text.strip() or prompts.NO_INFORMATION
 
 

@@ -97,13 +97,13 @@ def user_with(db: RetailDatabase, status: str) -> tuple[str, dict[str, Any], dic
 
 
 def identified_with(
-    make_agent: Callable[..., Any], db: RetailDatabase, status: str
+    make_agent: Callable[..., Any], db: RetailDatabase, status: str, **settings: Any
 ) -> tuple[SupportAgent, ScriptedChatModel, dict[str, Any]]:
-    """An agent on a scripted model, in which a customer with an order of this status is identified, and
-    that order."""
+    """An agent on a scripted model (`settings` override AgentSettings), in which a customer with an order
+    of this status is identified, and that order."""
     _, user, order = user_with(db, status)
     model = ScriptedChatModel()
-    agent = make_agent(model)
+    agent = make_agent(model, **settings)
     identify(agent, model, user)
     return agent, model, order
 
@@ -305,11 +305,8 @@ def test_a_default_address_change_is_listed_and_done_after_a_yes(
 def test_a_write_done_is_reported_even_when_the_model_then_runs_out_of_steps(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    user_id, user, order = user_with(db, "pending")
-    oid = order["order_id"]
-    model = ScriptedChatModel()
-    agent = make_agent(model, max_steps_per_turn=3)
-    identify(agent, model, user)
+    agent, model, order = identified_with(make_agent, db, "pending", max_steps_per_turn=3)
+    oid, user_id = order["order_id"], order["user_id"]
     model._script[:0] = [read_order(oid), cancel_call(oid)]
     assert "yes" in message(turn(agent, f"cancel {oid}, I no longer need it"))
     # after the yes the model wanders off (a lookup, another...) until the turn's step limit
