@@ -697,6 +697,12 @@ def derive(
     reply_text = facts.user_id is not None and not facts.last_write_done
     # "Where is my order?": no answer before the order (each of them, if none is named) was looked up
     reply = not (guided and _unread_asked_about(facts, request, actions))
+    # A change asked for in the customer's latest words, none of it possible on the orders looked up, nothing
+    # proposed or done this turn, and an order of theirs not looked up yet: the next step looks there. A
+    # reply now would leave the request undone ("I don't have that information" to a repeated request).
+    proposed = any(t in WRITE_CUES for t in facts.turn_tools)
+    if guided and can_look and not can_write and not proposed and _ANY_WRITE_CUE.search(latest):
+        reply = False
     if status_only and reply and reply_text and not _POLICY_QUESTION.search(request):
         asked = _status_asked(facts, request)
         if asked:  # then the answer is the records' status, said by the graph (nothing else to do)
@@ -942,7 +948,9 @@ def _writes(
     looked_up = [oid for oid in facts.orders if orders is None or oid in orders]
     pending = [oid for oid in looked_up if _status(facts.orders[oid]) == "pending"]
     delivered = [oid for oid in looked_up if _status(facts.orders[oid]) == "delivered"]
-    payments = _payment_ids(facts)
+    # the profile's payment methods; before it is looked up, those the customer's orders were paid with (an
+    # order looked up is the identified customer's, and so is its payment history)
+    payments = _payment_ids(facts) or _unique([p for oid in looked_up for p in _paid_with(facts.orders[oid])])
     gift_cards = tuple(p for p in payments if p.startswith("gift_card"))
     said = " ".join(facts.customer_texts)
 

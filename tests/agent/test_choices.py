@@ -137,6 +137,29 @@ def test_exchange_needs_the_product_and_pairs_each_item_with_its_own_variants(db
         )
 
 
+def test_before_the_profile_an_exchange_is_paid_as_its_order_was(db: RetailDatabase) -> None:
+    user, order, data = _customer(db, "delivered")
+    item = order["items"][0]
+    product = data["products"][item["product_id"]]
+    others = [
+        v["item_id"]
+        for v in product["variants"].values()
+        if v["available"] and v["item_id"] != item["item_id"]
+    ]
+    said = f"email {user['email']}: exchange the {item['name']} of order {order['order_id']} for another one"
+    history: list[dict[str, Any]] = [{"role": "user", "content": said}]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, order["user_id"])
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 2, json.dumps(order))
+    history += _call("get_product_details", {"product_id": item["product_id"]}, 3, json.dumps(product))
+    paid = order["payment_history"][0]["payment_method_id"]
+    args = {"order_id": order["order_id"], "item_ids": [item["item_id"]], "new_item_ids": others[:1]}
+    possible = derive(history)  # the profile not looked up: the order's own payment is the customer's
+    assert possible.admits(ToolCall("exchange_delivered_order_items", {**args, "payment_method_id": paid}))
+    assert not possible.admits(
+        ToolCall("exchange_delivered_order_items", {**args, "payment_method_id": "paypal_0000000"})
+    )
+
+
 # --- the guided steps: the work in the order a support agent does it ---
 
 
@@ -730,8 +753,12 @@ def test_no_hand_off_while_an_order_that_may_hold_the_item_is_not_looked_up(db: 
     possible = derive(history)
     assert "transfer_to_human_agents" not in possible.names()
     assert possible.admits(ToolCall("get_order_details", {"order_id": orders[-1]["order_id"]}))
+    assert not possible.reply  # a reply now would leave the return undone
+    thanks = derive([*history, {"role": "user", "content": "Never mind, thanks for your help."}])
+    assert thanks.reply  # the customer's latest words ask for no change
     history += _call("get_order_details", {"order_id": orders[-1]["order_id"]}, 99, json.dumps(orders[-1]))
-    assert any(a.name == "return_delivered_order_items" for a in derive(history).actions)
+    possible = derive(history)
+    assert any(a.name == "return_delivered_order_items" for a in possible.actions) and possible.reply
 
 
 def test_an_order_named_by_its_digits_alone_is_looked_up_first(db: RetailDatabase) -> None:
