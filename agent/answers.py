@@ -176,6 +176,17 @@ _SYNONYM_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+# A question about a policy as a whole ("what is your return policy?", "how do gift cards work?"): its answer
+# is the policy's outline, each section's first sentence, not the one sentence that best fits its words.
+_OVERVIEW = re.compile(
+    r"\b(?:what(?:'s| is| are)|tell me about|explain|describe)\b.{0,40}?\bpolic(?:y|ies)\b"
+    r"|\btell me about (?:your |the )?[\w -]{3,30}[?.!]*$"
+    r"|\bhow (?:do|does) (?:your |the )?[\w -]{3,30}\bwork\b",
+    re.I,
+)
+_POLICY_WORDS = frozenset(["polic", "rule", "term"])
+
+
 class Embedder(Protocol):
     """What the answerer needs of an embedder (retrieval's DenseEmbedder): normalised sentence vectors."""
 
@@ -393,6 +404,9 @@ class PolicyAnswerer:
 
     def answer(self, question: str, passages: Sequence[Mapping[str, Any]]) -> PolicyAnswer | None:
         """The cited sentences of `passages` that answer `question`, or None when they do not."""
+        outline = self.overview(question, passages)
+        if outline is not None:
+            return outline
         ranked = self.candidates(question, passages)
         evidence = self.evidence(question, ranked)
         if evidence is None or evidence.score < self.threshold:
@@ -404,6 +418,30 @@ class PolicyAnswerer:
         chosen = self._quote(ranked)
         chosen.sort(key=lambda c: (c.passage, c.position))
         return self._compose(chosen, passages, score=evidence.score)
+
+    def overview(self, question: str, passages: Sequence[Mapping[str, Any]]) -> PolicyAnswer | None:
+        """For a question about a policy as a whole whose topic is a policy's title ("what is your return
+        policy?": Returns), the first sentence of each of that policy's sections found, cited; else None."""
+        if not _OVERVIEW.search(question.strip()):
+            return None
+        topics = topic_terms(question) - _POLICY_WORDS
+        if not topics:
+            return None
+        chosen: list[Candidate] = []
+        doc = ""
+        for rank, passage in enumerate(passages):
+            title = str(passage.get("title", "")).split(" § ")[0]
+            label = str(passage.get("label", ""))
+            doc_id = str(passage.get("doc_id") or label.rsplit("-", 1)[0])
+            title_terms = frozenset(_terms(title))
+            if (doc and doc_id != doc) or not all(_found(t, title_terms) for t in topics):
+                continue
+            doc = doc_id
+            sentences = policy_sentences(str(passage.get("text", "")))
+            if sentences and all(c.sentence != sentences[0] for c in chosen):
+                heading = self._heading(passage)
+                chosen.append(Candidate(sentences[0], label, rank, 0, doc_id, heading, score=1.0))
+        return self._compose(chosen, passages, score=1.0) if chosen else None
 
     def evidence(self, question: str, ranked: Sequence[Candidate]) -> Candidate | None:
         """The best sentence of a passage naming everything the question asks about, or None."""

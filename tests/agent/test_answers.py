@@ -168,3 +168,16 @@ def test_every_answer_to_a_calibration_question_passes_the_guard_unchanged(polic
         checked = _guarded(answer.text, passages)
         assert checked.removed == [] and checked.text == answer.text, question
         assert set(answer.labels) <= {p["label"] for p in passages}
+
+
+def test_a_question_about_a_whole_policy_gets_its_outline(policies: Any, answerer: PolicyAnswerer) -> None:
+    question = "Hi, what is your return policy?"
+    passages = _passages(policies[0], question)
+    answer = answerer.answer(question, passages)
+    assert answer is not None
+    assert "30 days" in answer.text and "delivered" in answer.text  # the window and who may return
+    assert len(answer.labels) >= 3 and all(label.startswith("returns-") for label in answer.labels)
+    assert _guarded(answer.text, passages).text == answer.text
+    # a policy the store does not have is no outline of another one
+    for silent in ("What is your warranty policy?", "Tell me about your loyalty program"):
+        assert answerer.answer(silent, _passages(policies[0], silent)) is None
