@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from agent import addresses, prompts
@@ -637,9 +637,10 @@ def derive(
                 writes = []  # "cancel all my pending orders": each order is looked up before the first write
             if _policy_only(request):
                 writes = []  # "what is your return policy?" asks what the policy says, not for a return
-            actions += [
-                w for w in writes if WRITE_CUES[w.name].search(request) and _asked_for(w.name, request)
-            ]
+            actions += _items_changed_last(
+                [w for w in writes if WRITE_CUES[w.name].search(request) and _asked_for(w.name, request)],
+                facts,
+            )
         else:
             actions += _writes(facts, matcher=variant_matcher)
     queries = _unique(list(reversed(texts)))
@@ -710,6 +711,28 @@ def derive(
     # a write the customer turned down, a calculation already made (the same expression gives the same)
     excluded = frozenset([*facts.declined, *facts.calculated]) if guided else frozenset()
     return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text, excluded=excluded)
+
+
+def _items_changed_last(writes: list[Action], facts: Facts) -> list[Action]:
+    """A pending order's items are changed last: an item change ends what may be changed on it (its status
+    becomes "pending (items modified)"), so while the request also asks for its address to change (that
+    write possible now, and no address change of it turned down), its item change waits. (A payment named
+    for an item change, "use my gift card for any charges", pays the difference: it is no change first.)"""
+    name = "modify_pending_order_address"
+    turned_down = {
+        json.loads(k[len(name) :]).get("order_id") for k in facts.declined if k.startswith(name + "{")
+    }
+    move = next((w for w in writes if w.name == name), None)
+    held = {o for o in move.slots[0].values if o not in turned_down} if move is not None else set()
+    out = []
+    for w in writes:
+        if w.name == "modify_pending_order_items" and held:
+            keep = tuple(o for o in w.slots[0].values if o not in held)
+            if not keep:
+                continue
+            w = Action(w.name, (replace(w.slots[0], values=keep), *w.slots[1:]))
+        out.append(w)
+    return out
 
 
 _STATUS_WORD = r"\b(?:status|where|track\w*|shipped|arriv\w*|deliver\w*|show|list|see|view)\b"

@@ -963,3 +963,35 @@ def test_changing_the_default_address_is_not_an_orders_address_change(db: Retail
     )
     both += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
     assert {"modify_user_address", "modify_pending_order_address"} <= set(derive(both).names())
+
+
+def test_an_orders_items_are_changed_after_its_address(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)  # the order goes to Tacoma; the customer lives elsewhere
+    data = db.export()
+    item = next(
+        i
+        for i in order["items"]
+        if any(
+            v["available"] and v["item_id"] != i["item_id"]
+            for v in data["products"][i["product_id"]]["variants"].values()
+        )
+    )
+    home = {k: str(v) for k, v in user["address"].items()}
+    request = (
+        f"Please ship order {order['order_id']} to my {home['city']} address, and change the "
+        f"{item['name'].lower()} in it to a different one."
+    )
+    history = _identified(user, request)
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    product = data["products"][item["product_id"]]
+    history += _call("get_product_details", {"product_id": item["product_id"]}, 4, json.dumps(product))
+    possible = derive(history)
+    move = _move(order, **home)
+    assert possible.admits(move)
+    assert possible.action("modify_pending_order_items") is None  # it would end the address change
+    history += _call(
+        "modify_pending_order_address", move.arguments, 5, json.dumps({**order, "address": home})
+    )
+    history.append({"role": "user", "content": request})
+    after = derive(history).action("modify_pending_order_items")
+    assert after is not None and order["order_id"] in after.slots[0].values
