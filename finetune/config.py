@@ -87,6 +87,7 @@ class TrainConfig:
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise InvalidInput(f"unknown config keys: {', '.join(unknown)}")
+        values = {key: _typed(key, str(known[key].type), value) for key, value in values.items()}
         try:
             config = cls(**values)
         except TypeError as exc:
@@ -117,3 +118,28 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The resolved config."""
         return dataclasses.asdict(self)
+
+
+def _typed(key: str, kind: str, value: Any) -> Any:
+    """A config value as its field's type ("5e-5", which YAML reads as a string, is a float), or InvalidInput
+    naming the key: a wrong type fails here, not deep inside the trainer after the base model loaded."""
+    if kind == "float" and not isinstance(value, bool):
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise InvalidInput(f"config key {key} must be a number, not {value!r}")
+    if kind == "int" and not isinstance(value, bool):
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return int(value)
+        raise InvalidInput(f"config key {key} must be a whole number, not {value!r}")
+    if kind == "bool" and not isinstance(value, bool):
+        raise InvalidInput(f"config key {key} must be true or false, not {value!r}")
+    if kind == "str" and not isinstance(value, str):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)  # run_name=2024 is a name
+        raise InvalidInput(f"config key {key} must be text, not {value!r}")
+    return value

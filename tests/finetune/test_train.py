@@ -77,3 +77,18 @@ def test_unknown_config_keys_are_refused() -> None:
     with pytest.raises(InvalidInput, match="unknown config keys: lora_rank"):
         TrainConfig.load(Path("finetune/configs/cpu-smollm2.yaml"), ["lora_rank=8"])
     assert TrainConfig.load(Path("cpu-smollm2.yaml"), ["lora_r=8"]).lora_r == 8
+
+
+def test_config_values_take_their_fields_type_or_are_refused_by_name() -> None:
+    from finetune.config import TrainConfig
+    from specialist.errors import InvalidInput
+
+    config = TrainConfig.load(Path("cpu-smollm2.yaml"), ["learning_rate=5e-5", "epochs=2", "run_name=2024"])
+    assert config.learning_rate == 5e-5 and config.epochs == 2.0 and config.run_name == "2024"
+    for bad, key in (
+        ("learning_rate=fast", "learning_rate"),
+        ("max_steps=1.5", "max_steps"),
+        ("bf16=maybe", "bf16"),
+    ):
+        with pytest.raises(InvalidInput, match=f"config key {key} must be"):
+            TrainConfig.load(Path("cpu-smollm2.yaml"), [bad])
