@@ -19,7 +19,8 @@ Recipe:
      budget (`--steps`, `--minutes`).
   5. Gate (`finetune.gate.decide`, the report written into the run folder) and score: the candidate and the
      default, teacher-forced within `agent.choices` on the gold calls of the held-out replays (the first
-     `--heldout`, never in the batch).
+     `--heldout`, never in the batch); with `--tasks`, also both end to end on those held-out replays (the
+     scripted customer of bench/agent.py): the share of tasks whose store ends as the gold writes leave it.
 The last line is one JSON object: conversations, flagged, corrections, export_s, train_s,
 default_next_action_acc, candidate_next_action_acc, gate_passed (and more).
 
@@ -130,6 +131,46 @@ def review_conversation(
     return counts
 
 
+def heldout_tasks(
+    data: dict[str, Any],
+    replays_path: Path,
+    n: int,
+    settings: Any,
+    work: Path,
+    default: Any,
+    candidate: Any,
+) -> dict[str, Any]:
+    """Both models on the held-out replays end to end (bench/agent.py's scripted customer, each task on a
+    fresh copy of the store): the share of tasks whose store ends exactly as the gold writes leave it."""
+    from agent.store.database import RetailDatabase
+    from bench.agent import Bench, CountingModel, load_replays, run_tasks
+    from retrieval import open_knowledge_base
+
+    folder = work / "tasks"
+    folder.mkdir(exist_ok=True)
+    template = RetailDatabase(folder / "template.sqlite")
+    template.replace_all(data)
+    out: dict[str, Any] = {}
+    with open_knowledge_base(settings.retrieval) as kb:
+        bench = Bench(
+            template=template,
+            data=data,
+            replays=load_replays(replays_path, n),
+            steps=[],
+            questions=[],
+            kb=kb,
+            work=folder,
+            probe=False,
+        )
+        for label, model in (("default", default), ("candidate", candidate)):
+            episodes = run_tasks(label, CountingModel(model), bench)
+            won = [e.replay_id for e in episodes if e.success]
+            out[f"{label}_task_success"] = round(len(won) / len(episodes), 4) if episodes else None
+            out[f"{label}_tasks_won"] = won
+    template.close()
+    return out
+
+
 def main() -> None:
     """Run the loop; print the summary JSON last."""
     parser = argparse.ArgumentParser(
@@ -160,6 +201,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--min-gain", type=float, default=0.10, help="the gate's next-action gain over the default"
+    )
+    parser.add_argument(
+        "--tasks",
+        action="store_true",
+        help="also run the held-out replays end to end with both models (bench/agent.py's scripted customer)",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temp folder)")
@@ -332,6 +378,8 @@ def main() -> None:
             gate_reason=reason,
             run_dir=str(run.run_dir),
         )
+        if args.tasks:
+            result.update(heldout_tasks(data, replays_path, heldout_n, settings, work, default, candidate))
     print(
         json.dumps(
             {
