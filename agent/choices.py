@@ -227,6 +227,7 @@ class Facts:
     turn_failed: bool = False  # a write refused or a customer not found since the customer's last message
     addresses: list[dict[str, str]] = field(default_factory=list)  # every address the records showed
     declined: list[str] = field(default_factory=list)  # writes listed and turned down (`call_key`)
+    declined_calls: list[ToolCall] = field(default_factory=list)  # the same writes, as calls
     calculated: list[str] = field(default_factory=list)  # calculations made (`call_key`), right or wrong
     moved: set[str] = field(default_factory=set)  # orders and users whose address a write changed
     refused_payments: set[str] = field(default_factory=set)  # of writes billing refused (a low balance...)
@@ -260,7 +261,7 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
     """The facts of a conversation in OpenAI chat format (tool results matched to their calls)."""
     facts = Facts(user_id=user_id)
     calls: dict[str, ToolCall] = {}
-    listed: str | None = None  # the write listed for confirmation, until the customer's next message
+    listed: ToolCall | None = None  # the write listed for confirmation, until the customer's next message
     for raw in messages:
         message = ChatMessage.from_openai(raw)
         if message.role == "user":
@@ -269,9 +270,9 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
                 and not is_explicit_yes(message.content)
                 and not _NOT_NOW.search(message.content)
             ):
-                facts.declined.append(
-                    listed
-                )  # "no, that's not it": not what they want ("not yet" is no "no")
+                # "no, that's not it": not what they want ("not yet" is no "no")
+                facts.declined.append(call_key(listed.name, listed.arguments))
+                facts.declined_calls.append(listed)
             listed = None
             facts.customer_texts.append(message.content)
             facts.last_tool = None
@@ -285,7 +286,7 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
         call = calls.get(message.tool_call_id or "")
         name = message.name or (call.name if call else "")
         if call is not None and name in WRITE_TOOLS and message.content == prompts.PENDING_CONFIRMATION:
-            listed = call_key(name, call.arguments)
+            listed = ToolCall(name, call.arguments)
         facts.last_tool = name
         facts.last_write_done = False
         if call is not None and name == "calculate":
@@ -719,9 +720,7 @@ def _items_changed_last(writes: list[Action], facts: Facts) -> list[Action]:
     write possible now, and no address change of it turned down), its item change waits. (A payment named
     for an item change, "use my gift card for any charges", pays the difference: it is no change first.)"""
     name = "modify_pending_order_address"
-    turned_down = {
-        json.loads(k[len(name) :]).get("order_id") for k in facts.declined if k.startswith(name + "{")
-    }
+    turned_down = {c.arguments.get("order_id") for c in facts.declined_calls if c.name == name}
     move = next((w for w in writes if w.name == name), None)
     held = {o for o in move.slots[0].values if o not in turned_down} if move is not None else set()
     out = []
