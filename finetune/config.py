@@ -123,7 +123,9 @@ class TrainConfig:
 def _typed(key: str, kind: str, value: Any) -> Any:
     """A config value as its field's type ("5e-5", which YAML reads as a string, is a float), or InvalidInput
     naming the key: a wrong type fails here, not deep inside the trainer after the base model loaded."""
-    if kind == "float" and not isinstance(value, bool):
+    if kind in ("float", "int") and isinstance(value, bool):
+        raise InvalidInput(f"config key {key} must be a number, not {value!r}")
+    if kind == "float":
         if isinstance(value, int | float):
             return float(value)
         if isinstance(value, str):
@@ -132,7 +134,7 @@ def _typed(key: str, kind: str, value: Any) -> Any:
             except ValueError:
                 pass
         raise InvalidInput(f"config key {key} must be a number, not {value!r}")
-    if kind == "int" and not isinstance(value, bool):
+    if kind == "int":
         if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
             return int(value)
         raise InvalidInput(f"config key {key} must be a whole number, not {value!r}")
