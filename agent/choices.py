@@ -231,6 +231,7 @@ class Facts:
     calculated: list[str] = field(default_factory=list)  # calculations made (`call_key`), right or wrong
     moved: set[str] = field(default_factory=set)  # orders and users whose address a write changed
     refused_payments: set[str] = field(default_factory=set)  # of writes billing refused (a low balance...)
+    done: list[str] = field(default_factory=list)  # the writes the systems carried out (tool names)
 
     def saw_address(self, record: Mapping[str, Any]) -> None:
         """Keep the address of a profile or order record (old ones stay: "change it back")."""
@@ -308,6 +309,7 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
             if isinstance(data, dict):
                 facts.reads.clear()  # the records changed: reading them again makes sense
                 facts.last_write_done = True
+                facts.done.append(name)
                 facts.saw_address(data)
                 if call is not None and name in _ADDRESS_WRITES:
                     facts.moved.add(str(call.arguments.get("order_id") or call.arguments.get("user_id")))
@@ -705,6 +707,11 @@ def derive(
     proposed = any(t in WRITE_CUES for t in facts.turn_tools)
     if guided and can_look and not can_write and not proposed and _ANY_WRITE_CUE.search(latest):
         reply = False
+    # A write just done, the request asks for a kind of change not made yet ("return the tablet and cancel
+    # the charger") or for all items, and an order of theirs not looked up yet: the next step goes on with
+    # the rest of it (a reply now would leave it to the customer to ask again).
+    if guided and facts.last_write_done and can_look and _more_asked(facts, request):
+        reply = False
     if status_only and reply and reply_text and not _POLICY_QUESTION.search(request):
         asked = _status_asked(facts, request)
         if asked:  # then the answer is the records' status, said by the graph (nothing else to do)
@@ -712,6 +719,30 @@ def derive(
     # a write the customer turned down, a calculation already made (the same expression gives the same)
     excluded = frozenset([*facts.declined, *facts.calculated]) if guided else frozenset()
     return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text, excluded=excluded)
+
+
+_KINDS = {  # writes of one kind of change: one done, that change is made
+    "cancel_pending_order": "cancel",
+    "return_delivered_order_items": "return",
+    "exchange_delivered_order_items": "items",
+    "modify_pending_order_items": "items",
+    "modify_pending_order_address": "address",
+    "modify_user_address": "address",
+}
+
+
+def _more_asked(facts: Facts, request: str) -> bool:
+    """Whether the request asks for a kind of change no write of this conversation made yet, or for every
+    item ("upgrade all my items"). A payment cue is left out: "refunded to my card" asks for no payment
+    change."""
+    if _ALL_ITEMS.search(request):
+        return True
+    asked = {
+        kind
+        for name, kind in _KINDS.items()
+        if WRITE_CUES[name].search(request) and _asked_for(name, request)
+    }
+    return bool(asked - {_KINDS.get(name) for name in facts.done})
 
 
 def _items_changed_last(writes: list[Action], facts: Facts) -> list[Action]:

@@ -226,6 +226,13 @@ def _reply_text(state: AgentState, possible: choices.Choices, text: str) -> str:
         result = _parsed(done["content"]) if done is not None and done.get("name") in WRITE_TOOLS else None
         if done is not None and isinstance(result, dict):
             return prompts.write_done(str(done["name"]), result)
+    written = _written_this_turn(history)
+    if written:  # a write done earlier in this turn, then more steps: what was done is said first
+        return (
+            f"{prompts.write_done_line(*written)} {text.strip()}"
+            if text.strip()
+            else prompts.write_done(*written)
+        )
     return text.strip() or prompts.NO_INFORMATION
 
 
@@ -360,6 +367,9 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     if confirmed:
         return {"proposal": None, "pending": pending}
     details = prompts.write_details(call["name"], arguments, refund=refund or None)
+    written = _written_this_turn(messages)
+    if written:  # the next change of the same request: the customer hears the one just made first
+        details = f"{prompts.write_done_line(*written)} {details}"
     # The proposal stays in the history (the model sees what it asked for and that it is not done yet).
     proposed = [_call_message(call), _tool_message(call, prompts.PENDING_CONFIRMATION), _assistant(details)]
     return {"proposal": None, "pending": pending, "draft": details, "messages": proposed}

@@ -995,3 +995,25 @@ def test_an_orders_items_are_changed_after_its_address(db: RetailDatabase) -> No
     history.append({"role": "user", "content": request})
     after = derive(history).action("modify_pending_order_items")
     assert after is not None and order["order_id"] in after.slots[0].values
+
+
+def test_after_a_write_the_rest_of_the_request_goes_on_on_orders_not_looked_up(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    elsewhere = {i["name"] for o in orders[:-1] for i in o["items"]}
+    item = next(i for i in orders[-1]["items"] if i["name"] not in elsewhere)
+    last = orders[-1]
+
+    def returned(request: str) -> list[dict[str, Any]]:
+        history = _identified(user, request)
+        history += _call("get_order_details", {"order_id": last["order_id"]}, 3, json.dumps(last))
+        call = _return(last, item["item_id"])
+        history += [*_listed(call, 4), {"role": "user", "content": "yes"}]
+        done = json.dumps({**last, "status": "return requested"})
+        return history + _call(call.name, call.arguments, 5, done)
+
+    both = returned(f"I want to return the {item['name'].lower()} I received, and cancel my other order.")
+    possible = derive(both)
+    assert not possible.reply  # the cancellation is still to come, on an order not looked up yet
+    assert possible.admits(ToolCall("get_order_details", {"order_id": orders[0]["order_id"]}))
+    one = derive(returned(f"I want to return the {item['name'].lower()} I received."))
+    assert one.reply and not one.reply_text  # done as asked: the graph says so

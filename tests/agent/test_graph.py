@@ -469,7 +469,10 @@ def test_several_writes_in_one_request_each_wait_for_their_own_yes(
     events = turn(agent, "yes")
     assert [(r["name"], r["ok"]) for r in tool_results(events)] == [("cancel_pending_order", True)]
     assert db.get_order(first)["status"] == "cancelled" and db.get_order(second)["status"] == "pending"
-    assert message(events).startswith("To confirm, I will cancel order " + second)
+    # the customer hears the first done before the second is listed
+    assert message(events).startswith(
+        f"Done: order {first} is now 'cancelled'. To confirm, I will cancel order {second}"
+    )
     assert agent.state("c1")["pending"]["arguments"]["order_id"] == second
     model._script[:0] = [say("Both are cancelled.")]
     events = turn(agent, "yes")
@@ -501,6 +504,25 @@ def test_a_done_write_is_reported_once_and_the_next_turn_gets_its_own_reply(
     assert message(turn(agent, "yes")).startswith(f"Done: order {oid} is now 'cancelled'")
     model._script[:0] = [say("Sure, how can I help?")]
     assert message(turn(agent, "I have another question")) == "Sure, how can I help?"
+
+
+def test_a_write_done_before_more_steps_is_said_first(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    user_id, user = next(
+        (uid, u) for uid, u in db.export()["users"].items() if len(orders_of(db, uid, "pending")) >= 2
+    )
+    first, second = (o["order_id"] for o in orders_of(db, user_id, "pending")[:2])
+    model = ScriptedChatModel()
+    agent = make_agent(model)
+    identify(agent, model, user)
+    model._script[:0] = [read_order(first), cancel_call(first)]
+    turn(agent, f"Please cancel {first}, and tell me about {second}")
+    model._script[:0] = [read_order(second), say(f"Order {second} is pending.")]
+    events = turn(agent, "yes")
+    assert db.get_order(first)["status"] == "cancelled"
+    assert message(events).startswith(f"Done: order {first} is now 'cancelled'. ")
+    assert f"Order {second} is pending." in message(events)
 
 
 # --- refund approval ----------------------------------------------------------------------------------------
