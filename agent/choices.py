@@ -232,6 +232,7 @@ class Facts:
     moved: set[str] = field(default_factory=set)  # orders and users whose address a write changed
     refused_payments: set[str] = field(default_factory=set)  # of writes billing refused (a low balance...)
     done: list[str] = field(default_factory=list)  # the writes the systems carried out (tool names)
+    turn_done: list[str] = field(default_factory=list)  # the same, since the customer's last message
 
     def saw_address(self, record: Mapping[str, Any]) -> None:
         """Keep the address of a profile or order record (old ones stay: "change it back")."""
@@ -279,6 +280,7 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
             facts.last_tool = None
             facts.last_write_done = False  # a new message: what was done is reported already
             facts.turn_tools = []
+            facts.turn_done = []
             facts.turn_failed = False
         for made in message.tool_calls:
             calls[made.id] = made
@@ -310,6 +312,7 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
                 facts.reads.clear()  # the records changed: reading them again makes sense
                 facts.last_write_done = True
                 facts.done.append(name)
+                facts.turn_done.append(name)
                 facts.saw_address(data)
                 if call is not None and name in _ADDRESS_WRITES:
                     facts.moved.add(str(call.arguments.get("order_id") or call.arguments.get("user_id")))
@@ -707,11 +710,16 @@ def derive(
     proposed = any(t in WRITE_CUES for t in facts.turn_tools)
     if guided and can_look and not can_write and not proposed and _ANY_WRITE_CUE.search(latest):
         reply = False
-    # A write just done, the request asks for a kind of change not made yet ("return the tablet and cancel
-    # the charger") or for all items, and an order of theirs not looked up yet: the next step goes on with
-    # the rest of it (a reply now would leave it to the customer to ask again).
-    if guided and facts.last_write_done and can_look and _more_asked(facts, request):
-        reply = False
+    # A write done in this turn and the request asks for a kind of change not made yet ("return the tablet
+    # and cancel the charger") or for all items: while such a write is possible now, or an order of theirs
+    # is still to look up, the next step goes on with the rest of it (a reply now would leave it to the
+    # customer to ask again).
+    if guided and facts.turn_done:
+        left = _kinds_left(facts, request)
+        if (can_look and (left or _ALL_ITEMS.search(request))) or any(
+            _KINDS.get(a.name) in left for a in actions
+        ):
+            reply = False
     if status_only and reply and reply_text and not _POLICY_QUESTION.search(request):
         asked = _status_asked(facts, request)
         if asked:  # then the answer is the records' status, said by the graph (nothing else to do)
@@ -731,18 +739,16 @@ _KINDS = {  # writes of one kind of change: one done, that change is made
 }
 
 
-def _more_asked(facts: Facts, request: str) -> bool:
-    """Whether the request asks for a kind of change no write of this conversation made yet, or for every
-    item ("upgrade all my items"). A payment cue is left out: "refunded to my card" asks for no payment
-    change."""
-    if _ALL_ITEMS.search(request):
-        return True
+def _kinds_left(facts: Facts, request: str) -> set[str]:
+    """The kinds of change the request asks for that no write of this conversation made yet (or the customer
+    turned down). A payment cue is left out: "refunded to my card" asks for no payment change."""
     asked = {
         kind
         for name, kind in _KINDS.items()
         if WRITE_CUES[name].search(request) and _asked_for(name, request)
     }
-    return bool(asked - {_KINDS.get(name) for name in facts.done})
+    done_or_declined = [*facts.done, *(c.name for c in facts.declined_calls)]  # a "no" to it: not forced
+    return asked - {_KINDS[name] for name in done_or_declined if name in _KINDS}
 
 
 def _items_changed_last(writes: list[Action], facts: Facts) -> list[Action]:

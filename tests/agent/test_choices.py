@@ -1017,3 +1017,27 @@ def test_after_a_write_the_rest_of_the_request_goes_on_on_orders_not_looked_up(d
     assert possible.admits(ToolCall("get_order_details", {"order_id": orders[0]["order_id"]}))
     one = derive(returned(f"I want to return the {item['name'].lower()} I received."))
     assert one.reply and not one.reply_text  # done as asked: the graph says so
+
+
+def test_after_a_write_the_rest_of_the_request_that_is_possible_now_comes_next(db: RetailDatabase) -> None:
+    data = db.export()
+    uid, user, pending, delivered = next(
+        (uid, u, p, d)
+        for uid, u in data["users"].items()
+        for p in (data["orders"][o] for o in u["orders"] if data["orders"][o]["status"] == "pending")
+        for d in (data["orders"][o] for o in u["orders"] if data["orders"][o]["status"] == "delivered")
+    )
+    item = delivered["items"][0]
+    history = _identified(
+        {**user, "user_id": uid},
+        f"I'd like to return the {item['name'].lower()} I received, and cancel order {pending['order_id']}.",
+    )
+    history += _call("get_order_details", {"order_id": pending["order_id"]}, 3, json.dumps(pending))
+    history += _call("get_order_details", {"order_id": delivered["order_id"]}, 4, json.dumps(delivered))
+    cancel = ToolCall("cancel_pending_order", {"order_id": pending["order_id"], "reason": "no longer needed"})
+    history += [*_listed(cancel, 5), {"role": "user", "content": "yes"}]
+    history += _call(cancel.name, cancel.arguments, 6, json.dumps({**pending, "status": "cancelled"}))
+    history += _call("get_order_details", {"order_id": pending["order_id"]}, 7, json.dumps(pending))
+    possible = derive(history)  # the cancellation done (and its order read again): the return comes next
+    assert not possible.reply
+    assert possible.admits(_return(delivered, item["item_id"]))
