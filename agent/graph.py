@@ -366,33 +366,13 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     )
     if confirmed:
         return {"proposal": None, "pending": pending}
-    details = prompts.write_details(
-        call["name"], arguments, refund=refund or None, items=_item_labels(messages)
-    )
+    details = prompts.write_details(call["name"], arguments, refund=refund or None)
     written = _written_this_turn(messages)
     if written:  # the next change of the same request: the customer hears the one just made first
         details = f"{prompts.write_done_line(*written)} {details}"
     # The proposal stays in the history (the model sees what it asked for and that it is not done yet).
     proposed = [_call_message(call), _tool_message(call, prompts.PENDING_CONFIRMATION), _assistant(details)]
     return {"proposal": None, "pending": pending, "draft": details, "messages": proposed}
-
-
-def _item_labels(messages: list[dict[str, Any]]) -> dict[str, str]:
-    """Every item id the conversation's records showed, as the customer knows it (product and options)."""
-    facts = choices.read_facts(messages)
-    labels: dict[str, str] = {}
-    for product in facts.products.values():
-        variants = product.get("variants") or {}
-        for variant in variants.values() if isinstance(variants, dict) else variants:
-            if isinstance(variant, dict) and variant.get("item_id"):
-                labels[str(variant["item_id"])] = prompts.item_label(
-                    product.get("name"), variant.get("options")
-                )
-    for order in facts.orders.values():
-        for item in order.get("items") or []:
-            if isinstance(item, dict) and item.get("item_id"):
-                labels[str(item["item_id"])] = prompts.item_label(item.get("name"), item.get("options"))
-    return labels
 
 
 def _refused_writes(messages: list[dict[str, Any]]) -> int:

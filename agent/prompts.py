@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 SYSTEM_PROMPT = (
@@ -69,21 +68,8 @@ def too_long(limit: int) -> str:
     return f"Your message is too long (over {limit} characters); please shorten it."
 
 
-def item_label(name: object, options: object) -> str:
-    """An item as a customer recognises it: its product and options ("Ceramic Mug, 450ml, speckled")."""
-    values = [str(v) for v in options.values()] if isinstance(options, Mapping) else []
-    return ", ".join([str(name), *values])
-
-
-def write_details(
-    name: str,
-    arguments: dict[str, object],
-    *,
-    refund: float | None = None,
-    items: Mapping[str, str] | None = None,
-) -> str:
-    """The graph's own listing of a write's details, asking for an explicit yes. `items` names item ids
-    (`item_label`): "return items Ceramic Mug, 450ml, speckled (item 1125328714) of order ..."."""
+def write_details(name: str, arguments: dict[str, object], *, refund: float | None = None) -> str:
+    """The graph's own listing of a write's details, asking for an explicit yes."""
     what = {
         "cancel_pending_order": "cancel order {order_id} (reason: {reason})",
         "modify_pending_order_address": "change the shipping address of order {order_id} to {address}",
@@ -101,16 +87,7 @@ def write_details(
         for k in ("address1", "address2", "city", "state", "zip", "country")
         if arguments.get(k)
     )
-    labels = items or {}
-
-    def said(key: str, value: object) -> object:
-        if not isinstance(value, list):
-            return value
-        if key in ("item_ids", "new_item_ids") and all(str(i) in labels for i in value):
-            return "; ".join(f"{labels[str(i)]} (item {i})" for i in value)
-        return ", ".join(map(str, value))
-
-    values = {k: said(k, v) for k, v in arguments.items()}
+    values = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in arguments.items()}
     text = "To confirm, I will " + what.format(address=address, **values) + "."
     if refund:
         text += f" Refund: ${refund:.2f}."
