@@ -450,9 +450,10 @@ def test_a_write_refused_at_execution_is_relayed_and_nothing_changes(
     assert db.get_order(oid)["cancel_reason"] == "ordered by mistake"
 
 
-def test_several_writes_in_one_request_each_wait_for_their_own_yes(
+def _two_pending_orders(
     make_agent: Callable[..., Any], db: RetailDatabase
-) -> None:
+) -> tuple[Any, ScriptedChatModel, str, str, str]:
+    """An agent with a scripted model, identified as a customer with two pending orders (their ids)."""
     user_id, user = next(
         (uid, u) for uid, u in db.export()["users"].items() if len(orders_of(db, uid, "pending")) >= 2
     )
@@ -460,6 +461,13 @@ def test_several_writes_in_one_request_each_wait_for_their_own_yes(
     model = ScriptedChatModel()
     agent = make_agent(model)
     identify(agent, model, user)
+    return agent, model, user_id, first, second
+
+
+def test_several_writes_in_one_request_each_wait_for_their_own_yes(
+    make_agent: Callable[..., Any], db: RetailDatabase
+) -> None:
+    agent, model, user_id, first, second = _two_pending_orders(make_agent, db)
     model._script[:0] = [read_order(first), read_order(second), cancel_call(first)]
     events = turn(agent, f"Please cancel {first} and {second}, I no longer need them")
     assert first in message(events) and second not in message(events) and "yes" in message(events)
@@ -509,13 +517,7 @@ def test_a_done_write_is_reported_once_and_the_next_turn_gets_its_own_reply(
 def test_a_write_done_before_more_steps_is_said_first(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    user_id, user = next(
-        (uid, u) for uid, u in db.export()["users"].items() if len(orders_of(db, uid, "pending")) >= 2
-    )
-    first, second = (o["order_id"] for o in orders_of(db, user_id, "pending")[:2])
-    model = ScriptedChatModel()
-    agent = make_agent(model)
-    identify(agent, model, user)
+    agent, model, _, first, second = _two_pending_orders(make_agent, db)
     model._script[:0] = [read_order(first), cancel_call(first)]
     turn(agent, f"Please cancel {first}, and tell me about {second}")
     model._script[:0] = [read_order(second), say(f"Order {second} is pending.")]
