@@ -729,16 +729,6 @@ def derive(
     return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text, excluded=excluded)
 
 
-_KINDS = {  # writes of one kind of change: one done, that change is made
-    "cancel_pending_order": "cancel",
-    "return_delivered_order_items": "return",
-    "exchange_delivered_order_items": "items",
-    "modify_pending_order_items": "items",
-    "modify_pending_order_address": "address",
-    "modify_user_address": "address",
-}
-
-
 def _kinds_left(facts: Facts, request: str) -> set[str]:
     """The kinds of change the request asks for that no write of this conversation made yet (or the customer
     turned down). A payment cue is left out: "refunded to my card" asks for no payment change."""
@@ -934,6 +924,12 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
 _ITEM_SWAP = re.compile(r"exchang|swap|replac|switch|trade|instead|differen|upgrade", re.I)
 _SWAP_WORDS = re.compile(_SWAP, re.I)
 _ITEM_WRITES = frozenset(["exchange_delivered_order_items", "modify_pending_order_items"])
+_KINDS = {  # writes of one kind of change (`_kinds_left`): one done, that change is made
+    "cancel_pending_order": "cancel",
+    "return_delivered_order_items": "return",
+    **dict.fromkeys(_ITEM_WRITES, "items"),
+    **dict.fromkeys(_ADDRESS_WRITES, "address"),
+}
 
 
 def _asked_for(name: str, request: str) -> bool:
