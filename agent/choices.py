@@ -229,15 +229,29 @@ class Facts:
     declined: list[str] = field(default_factory=list)  # writes listed and turned down (`call_key`)
     declined_calls: list[ToolCall] = field(default_factory=list)  # the same writes, as calls
     calculated: list[str] = field(default_factory=list)  # calculations made (`call_key`), right or wrong
-    moved: set[str] = field(default_factory=set)  # orders and users whose address a write changed
     refused_payments: set[str] = field(default_factory=set)  # of writes billing refused (a low balance...)
-    done: list[str] = field(default_factory=list)  # the writes the systems carried out (tool names)
-    turn_done: list[str] = field(default_factory=list)  # the same, since the customer's last message
+    done: list[ToolCall] = field(default_factory=list)  # the writes the systems carried out
+    turn_done: list[ToolCall] = field(default_factory=list)  # the same, since the customer's last message
+
+    @property
+    def moved(self) -> set[str]:
+        """The orders and users whose address a write of this conversation changed."""
+        return _targets(self.done, _ADDRESS_WRITES)
+
+    @property
+    def turn_moved(self) -> set[str]:
+        """The same, since the customer's last message (not changed again before they say more)."""
+        return _targets(self.turn_done, _ADDRESS_WRITES)
 
     def saw_address(self, record: Mapping[str, Any]) -> None:
         """Keep the address of a profile or order record (old ones stay: "change it back")."""
         if isinstance(record.get("address"), Mapping):
             self.addresses = addresses.unique([*self.addresses, addresses.normalized(record["address"])])
+
+
+def _targets(calls: Sequence[ToolCall], names: Collection[str]) -> set[str]:
+    """The orders or users that these calls of these tools were made on."""
+    return {str(c.arguments.get("order_id") or c.arguments.get("user_id")) for c in calls if c.name in names}
 
 
 def _json(text: str) -> Any:
@@ -311,11 +325,10 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
             if isinstance(data, dict):
                 facts.reads.clear()  # the records changed: reading them again makes sense
                 facts.last_write_done = True
-                facts.done.append(name)
-                facts.turn_done.append(name)
+                made = ToolCall(name, call.arguments if call is not None else {})
+                facts.done.append(made)
+                facts.turn_done.append(made)
                 facts.saw_address(data)
-                if call is not None and name in _ADDRESS_WRITES:
-                    facts.moved.add(str(call.arguments.get("order_id") or call.arguments.get("user_id")))
                 if "order_id" in data:
                     facts.orders[str(data["order_id"])] = data
                 elif "user_id" in data:
@@ -424,7 +437,8 @@ _SWAP = r"exchang|swap|replac|switch|trade|instead|differen|change|modif|upgrade
 WRITE_CUES: dict[str, re.Pattern[str]] = {
     name: re.compile(pattern, re.I)
     for name, pattern in {
-        "cancel_pending_order": r"cancel|don't need|do not need|no longer need|by mistake|remove",
+        "cancel_pending_order": r"cancel|don't need|do not need|no longer need|remove"
+        r"|\b(?:ordered|ordering|bought|buying|purchased|placed|got)\b[^.!?]{0,40}\bby mistake",
         "return_delivered_order_items": r"return|send (?:\w+ )?back|refund|money back",
         "exchange_delivered_order_items": _SWAP,
         "modify_pending_order_items": _SWAP,
@@ -737,8 +751,8 @@ def _kinds_left(facts: Facts, request: str) -> set[str]:
         for name, kind in _KINDS.items()
         if WRITE_CUES[name].search(request) and _asked_for(name, request)
     }
-    done_or_declined = [*facts.done, *(c.name for c in facts.declined_calls)]  # a "no" to it: not forced
-    return asked - {_KINDS[name] for name in done_or_declined if name in _KINDS}
+    done_or_declined = [*facts.done, *facts.declined_calls]  # a "no" to it: not forced
+    return asked - {_KINDS[c.name] for c in done_or_declined if c.name in _KINDS}
 
 
 def _items_changed_last(writes: list[Action], facts: Facts) -> list[Action]:
@@ -1009,8 +1023,12 @@ def _writes(
     gift_cards = tuple(p for p in payments if p.startswith("gift_card"))
     said = " ".join(facts.customer_texts)
 
+    methods = (facts.profile or {}).get("payment_methods") or {}
+
     def narrowed(values: tuple[str, ...], paid: Sequence[str] = ()) -> tuple[str, ...]:
-        return _named_payments(values, said, paid, facts.refused_payments) if guided else values
+        if not guided:
+            return values
+        return _named_payments(values, said, paid, facts.refused_payments, methods=methods)
 
     every = _order_items(facts)
 
@@ -1086,10 +1104,11 @@ def _writes(
 
     new_items = Slot("new_item_ids", kind="many", depends_on="item_ids", table=swaps, paired=True)
     if pending:
-        actions.append(
-            Action("cancel_pending_order", (order_slot(pending), Slot("reason", values=CANCEL_REASONS)))
-        )
-        targets = {o: facts.orders[o].get("address") for o in pending}
+        reasons = _named_reasons(said) if guided else CANCEL_REASONS
+        actions.append(Action("cancel_pending_order", (order_slot(pending), Slot("reason", values=reasons))))
+        # an address changed since the customer's last message is not changed again before they say more
+        moved_now = facts.turn_moved if guided else set()
+        targets = {o: facts.orders[o].get("address") for o in pending if o not in moved_now}
         to_address = _address_slots(facts, "order_id", targets, whole=guided)
         if to_address is not None:
             actions.append(Action("modify_pending_order_address", to_address))
@@ -1134,7 +1153,7 @@ def _writes(
             )
             pay_with = Slot("payment_method_id", values=narrowed(payments))
             actions.append(Action("exchange_delivered_order_items", (*slots, pay_with)))
-    if facts.user_id:
+    if facts.user_id and not (guided and facts.user_id in facts.turn_moved):
         current = (facts.profile or {}).get("address")
         to_address = _address_slots(facts, "user_id", {facts.user_id: current}, whole=guided)
         if to_address is not None:
@@ -1162,12 +1181,55 @@ _ORIGINAL = re.compile(
 
 
 def _named_payments(
-    values: tuple[str, ...], said: str, paid: Sequence[str] = (), refused: Collection[str] = ()
+    values: tuple[str, ...],
+    said: str,
+    paid: Sequence[str] = (),
+    refused: Collection[str] = (),
+    *,
+    methods: Mapping[str, Any] | None = None,
 ) -> tuple[str, ...]:
     """The payment methods among `values` of the one kind the customer's words name ("use my gift card"),
     or of the first kind they name with a fallback ("my gift card, or PayPal if that isn't possible"; the
     next once billing `refused` a write with the first), or those it was `paid` with if they ask for the
-    original method; all of them otherwise."""
+    original method; all of them otherwise. Of several cards, those whose brand or last four digits the
+    words name ("my visa", "the card ending in 6791"), as the profile's `methods` record them."""
+    chosen = _kind_named(values, said, paid, refused)
+    by_card = tuple(v for v in chosen if _card_named(dict((methods or {}).get(v) or {}), said))
+    return by_card or chosen
+
+
+def _card_named(method: Mapping[str, Any], said: str) -> bool:
+    """Whether the customer's words name this card: its brand ("my Visa") or its last four digits."""
+    brand = str(method.get("brand") or "").strip()
+    last_four = str(method.get("last_four") or "").strip()
+    return bool(
+        (brand and re.search(rf"\b{re.escape(brand)}\b", said, re.I))
+        or (last_four and re.search(rf"(?<!\d){re.escape(last_four)}(?!\d)", said))
+    )
+
+
+# What a customer says a cancellation's reason is, for each reason billing takes.
+_REASON_WORDS = {
+    "no longer needed": re.compile(
+        r"\b(?:no longer|don'?t|do not|won'?t|not) (?:need|want)|\bchanged? my mind\b|\bnot needed\b", re.I
+    ),
+    "ordered by mistake": re.compile(
+        r"\bmistake|\bmistaken|\baccident|\bin error\b|\b(?:ordered|bought|picked|chose) the wrong\b", re.I
+    ),
+}
+
+
+def _named_reasons(said: str) -> tuple[str, ...]:
+    """The cancellation reasons the customer's words give ("I ordered it by mistake"); when they give none,
+    the plain one ("no longer needed"), the listing shows it and they may say otherwise."""
+    named = tuple(r for r in CANCEL_REASONS if _REASON_WORDS[r].search(said))
+    return named or CANCEL_REASONS[:1]
+
+
+def _kind_named(
+    values: tuple[str, ...], said: str, paid: Sequence[str], refused: Collection[str]
+) -> tuple[str, ...]:
+    """`_named_payments` by kind of method (gift card, PayPal, credit card) or the original one."""
     found = sorted((m.start(), k) for k, pattern in _PAYMENT_KINDS.items() if (m := pattern.search(said)))
     kinds = [k for _, k in found]
     if len(kinds) > 1 and _FALLBACK.search(said):

@@ -1041,3 +1041,84 @@ def test_after_a_write_the_rest_of_the_request_that_is_possible_now_comes_next(d
     possible = derive(history)  # the cancellation done (and its order read again): the return comes next
     assert not possible.reply
     assert possible.admits(_return(delivered, item["item_id"]))
+
+
+def _cancel(order: dict[str, Any], reason: str) -> ToolCall:
+    return ToolCall("cancel_pending_order", {"order_id": order["order_id"], "reason": reason})
+
+
+def test_a_cancellation_gives_the_reason_the_customer_says(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)
+    mistake, unneeded = "ordered by mistake", "no longer needed"
+    for words, allowed in (
+        ("I ordered it by mistake.", {mistake}),
+        ("I don't need it anymore.", {unneeded}),
+        ("I don't need it anymore, and the second one I bought by mistake.", {mistake, unneeded}),
+        ("", {unneeded}),  # no reason said: the plain one, which the listing shows
+    ):
+        history = _identified(user, f"Please cancel order {order['order_id']}. {words}")
+        history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+        possible = derive(history)
+        for reason in (mistake, unneeded):
+            assert possible.admits(_cancel(order, reason)) == (reason in allowed), (words, reason)
+        assert derive(history, guided=False).admits(_cancel(order, mistake))  # the reviewer picks any
+
+
+def test_a_mistake_that_is_not_the_order_asks_for_no_cancellation(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)
+    history = _identified(
+        user, f"Order {order['order_id']} went to my son's address by mistake, please fix the address."
+    )
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    possible = derive(history)
+    assert "modify_pending_order_address" in possible.names()
+    assert "cancel_pending_order" not in possible.names()
+    history.append({"role": "user", "content": "Actually I ordered it by mistake, I'd rather drop it."})
+    assert derive(history).admits(_cancel(order, "ordered by mistake"))
+
+
+def test_a_card_named_by_its_brand_or_last_digits_is_the_one_used(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)
+    visa = {"source": "credit_card", "brand": "visa", "last_four": "6791", "id": "credit_card_1000001"}
+    master = {"source": "credit_card", "brand": "mastercard", "last_four": "8484"}
+    master["id"] = "credit_card_1000002"
+    user = {**user, "payment_methods": {**user["payment_methods"], visa["id"]: visa, master["id"]: master}}
+
+    def pay(method: str) -> ToolCall:
+        arguments = {"order_id": order["order_id"], "payment_method_id": method}
+        return ToolCall("modify_pending_order_payment", arguments)
+
+    for words, card, other in (
+        ("my Visa card", visa, master),
+        ("the card ending in 8484", master, visa),
+    ):
+        history = _identified(user, f"Please change the payment of order {order['order_id']} to {words}.")
+        history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+        possible = derive(history)
+        assert possible.admits(pay(card["id"])) and not possible.admits(pay(other["id"])), words
+    history = _identified(user, f"Please change the payment of order {order['order_id']} to a credit card.")
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    possible = derive(history)  # no card named: either card
+    assert possible.admits(pay(visa["id"])) and possible.admits(pay(master["id"]))
+
+
+def test_an_address_changed_this_turn_is_not_changed_again_before_the_customer_says_more(
+    db: RetailDatabase,
+) -> None:
+    user, order = _pending_customer(db)
+    home = {k: str(v) for k, v in user["address"].items()}
+    request = f"Please ship order {order['order_id']} to my default address, and update my default address."
+    history = _identified(user, request)
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    move = _move(order, **home)
+    assert derive(history).admits(move)
+    history += _call(
+        "modify_pending_order_address", move.arguments, 4, json.dumps({**order, "address": home})
+    )
+    after = derive(history)  # the same turn: that order's address is done
+    moved = after.action("modify_pending_order_address")
+    assert moved is None or not any(
+        after.admits(_move(order, **a)) for a in ({**home}, {k: str(v) for k, v in order["address"].items()})
+    )
+    history.append({"role": "user", "content": "Sorry, please change it back to where it was going."})
+    assert derive(history).admits(_move(order, **order["address"]))
