@@ -752,7 +752,26 @@ def _kinds_left(facts: Facts, request: str) -> set[str]:
         if WRITE_CUES[name].search(request) and _asked_for(name, request)
     }
     done_or_declined = [*facts.done, *facts.declined_calls]  # a "no" to it: not forced
-    return asked - {_KINDS[c.name] for c in done_or_declined if c.name in _KINDS}
+    left = asked - {_KINDS[c.name] for c in done_or_declined if c.name in _KINDS}
+    # an item the words single out for a swap or a return ("change the laptop ..., and my watch to ...") on an
+    # order where no such write was made or turned down: that change is still to make
+    for kind, focus, names in (("items", "swap", _ITEM_WRITES), ("return", "return", _RETURNS)):
+        if kind not in asked or kind in left:
+            continue
+        touched = _targets([c for c in done_or_declined if c.name in names], names)
+        if any(o not in touched for o in _orders_holding(facts, item_focus(facts, focus))):
+            left.add(kind)
+    return left
+
+
+_RETURNS = frozenset(["return_delivered_order_items"])
+
+
+def _orders_holding(facts: Facts, item_ids: Collection[str]) -> set[str]:
+    """The orders looked up that hold any of these items."""
+    return {
+        o for o, order in facts.orders.items() if any(str(i["item_id"]) in item_ids for i in _items(order))
+    }
 
 
 def _items_changed_last(writes: list[Action], facts: Facts) -> list[Action]:
@@ -935,7 +954,18 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
 
 
 # The swap cues that name new items (not the generic "change", "modify", "update").
-_ITEM_SWAP = re.compile(r"exchang|swap|replac|switch|trade|instead|differen|upgrade", re.I)
+_COLOURS = (
+    r"(?:black|white|red|blue|green|grey|gray|silver|gold|pink|purple|yellow|orange|brown|beige|navy)\b"
+)
+# An item swap in words beside an address change: a swap word, "to a black one" / "to one with ...", an item
+# id, "its item changed to red", "to a grey one".
+_ITEM_SWAP = re.compile(
+    r"exchang|swap|replac|switch|trade|instead|differen|upgrade"
+    r"|\bto (?!(?:a |an |the )?(?:original|old|previous|same|first|other)\b)(?:[\w-]+ ){0,3}one\b"
+    r"|(?<![\d#])\d{10}(?!\d)"
+    r"|\b(?:items?|it) (?:\w+ ){0,2}changed to\b|\bto (?:a |an |the )?" + _COLOURS,
+    re.I,
+)
 _SWAP_WORDS = re.compile(_SWAP, re.I)
 _ITEM_WRITES = frozenset(["exchange_delivered_order_items", "modify_pending_order_items"])
 _KINDS = {  # writes of one kind of change (`_kinds_left`): one done, that change is made
@@ -970,14 +1000,18 @@ def writable_orders(
     facts: Facts, *, named: Sequence[str], mentioned: Sequence[Mapping[str, Any]]
 ) -> set[str]:
     """The looked-up orders a write may touch: `named` by the customer or holding an item they name
-    (`mentioned_items`); every order looked up once the profile's orders all were."""
-    if _every_order_read(facts):
-        return set(facts.orders)
+    (`mentioned_items`). Once the profile's orders were all looked up: those still, if there are any and
+    the request is not about all orders or items; else every order looked up."""
     wanted = {str(i["item_id"]) for i in mentioned}
     holding = {
         o for o, order in facts.orders.items() if any(str(i["item_id"]) in wanted for i in _items(order))
     }
-    return (set(named) | holding) & set(facts.orders)
+    pointed = (set(named) | holding) & set(facts.orders)
+    if _every_order_read(facts):
+        said = " ".join(facts.customer_texts)
+        if not pointed or _ALL_OF.search(said) or _ALL_ITEMS.search(said):
+            return set(facts.orders)
+    return pointed
 
 
 # A request about all of something ("all my pending orders", "every t-shirt", "everything gaming related").

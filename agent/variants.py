@@ -10,7 +10,8 @@ part of their messages that names it, else all of it):
 - an order of preference ("battery over USB over AC", "8 bar; if not, 9 bar"): the first one there is;
 - an option to keep ("keep the capacity and type", "the same size");
 then, where the customer asks for the cheapest or the most expensive, by price, else by how many of the old
-item's values a variant keeps. Ties are all kept (the model chooses among them).
+item's values a variant keeps. Ties are all kept (the model chooses among them). A variant whose item id the
+customer wrote ("change it to item 9844888101") is the match, whatever else they said.
 """
 
 from __future__ import annotations
@@ -169,6 +170,9 @@ _PRICIEST = re.compile(r"\b(most expensive|priciest|highest price|most premium)\
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
+_ITEM_ID = re.compile(r"(?<!\d)\d{10}(?!\d)")
+
+
 def words(text: str) -> list[str]:
     """Lower-cased words, number words as digits, hyphens split ("two-piece": 2, piece)."""
     return [_NUMBERS.get(w, _SPELLING.get(w, w)) for w in _WORD.findall(text.lower().replace("-", " "))]
@@ -201,8 +205,20 @@ def _phrases(value: str, alike: Sequence[str]) -> list[list[str]]:
 
 
 def _find(tokens: Sequence[str], phrase: Sequence[str]) -> list[int]:
+    """Where the phrase is said, a plural for its singular ("animal theme": animals)."""
     n = len(phrase)
-    return [i for i in range(len(tokens) - n + 1) if n and list(tokens[i : i + n]) == list(phrase)]
+    want = [_stem(w) for w in phrase]
+    return [i for i in range(len(tokens) - n + 1) if n and [_stem(w) for w in tokens[i : i + n]] == want]
+
+
+def _a_difference(tokens: Sequence[str], at: int) -> bool:
+    """Whether the number at `at` is a difference, not a value: "1000 more pieces", "500 pieces less"."""
+    ahead = [*tokens[at + 1 : at + 3], "", ""]
+    way = _UP | _DOWN
+    return tokens[at].isdigit() and (ahead[0] in way or (ahead[1] in way and ahead[0] not in _NOT_A_UNIT))
+
+
+_NOT_A_UNIT = frozenset(["or", "and", "to", "but", "if"])  # "size 10 or bigger": 10 is a value
 
 
 def _yes_no(tokens: Sequence[str], value: str, name: Sequence[str]) -> list[int]:
@@ -329,6 +345,10 @@ def match_variants(
     the module says; `other_names` are the conversation's other items (their words are not this one's)."""
     if not variants:
         return []
+    written = {m.group() for t in texts for m in _ITEM_ID.finditer(t)}
+    by_id = [v for v in variants if str(v.get("item_id")) in written]
+    if by_id:  # "change the laptop to item number 9844888101": the one they wrote
+        return by_id
     old = {str(k): str(v) for k, v in (item.get("options") or {}).items()}
     own = {_stem(w) for w in words(str(item.get("name") or "")) if len(w) > 2}
     others = {_stem(w) for n in other_names for w in words(n) if len(w) > 2}
@@ -364,7 +384,7 @@ def match_variants(
                 i
                 for phrase in _phrases(value, values[key])
                 for i in _find(tokens, phrase)
-                if not bound_elsewhere(key, i, len(phrase))
+                if not bound_elsewhere(key, i, len(phrase)) and not _a_difference(tokens, i)
             ]
             spots += _yes_no(tokens, value, key_words[key][:1])
             if spots:

@@ -684,6 +684,39 @@ def test_an_order_to_be_shipped_elsewhere_is_an_address_change_not_new_items(db:
     assert "modify_pending_order_address" in names and "modify_pending_order_items" not in names
 
 
+def test_an_item_change_said_beside_an_address_change_is_asked_for(db: RetailDatabase) -> None:
+    user, order = _pending_customer(db)  # shipped to a relative's address
+    uid = user["user_id"]
+    item = order["items"][0]
+    product = db.get_product(item["product_id"])
+    other = next(
+        v for v in product["variants"].values() if v["item_id"] != item["item_id"] and v["available"]
+    )
+    for swap in (
+        f"change the {item['name']} to item {other['item_id']}",
+        f"change the {item['name']} to a new one",
+    ):
+        said = f"I'm {user['email']}. Please ship order {order['order_id']} to my default address and {swap}."
+        history: list[dict[str, Any]] = [{"role": "user", "content": said}]
+        history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+        history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
+        history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+        history += _call("get_product_details", {"product_id": item["product_id"]}, 4, json.dumps(product))
+        assert "modify_pending_order_address" in derive(history).names()  # the items are changed last
+        home = {k: str(v) for k, v in user["address"].items()}
+        moved = {**order, "address": home}
+        history += _call("modify_pending_order_address", _move(order, **home).arguments, 5, json.dumps(moved))
+        assert "modify_pending_order_items" in derive(history).names(), swap
+    # "changed back to the original one" is no item change
+    said = f"I'm {user['email']}. Change order {order['order_id']}'s address back to the original one."
+    history = [{"role": "user", "content": said}]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+    history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    history += _call("get_product_details", {"product_id": item["product_id"]}, 4, json.dumps(product))
+    assert "modify_pending_order_items" not in derive(history).names()
+
+
 def _listed(call: ToolCall, n: int) -> list[dict[str, Any]]:
     """A write the agent listed for confirmation (the graph's messages for it)."""
     return [

@@ -97,3 +97,31 @@ def test_another_items_words_are_not_this_ones() -> None:
 def test_a_stated_difference_or_maximum_on_a_count(said: str, want: str) -> None:
     got = _match("Camping Stove", {"fuel": "gas", "burners": "1"}, said)
     assert got == [{"fuel": "gas", "burners": want}]
+
+
+def test_a_variant_written_by_its_item_id_is_the_match_whatever_else_is_said() -> None:
+    old = {"capacity": "20L", "color": "green"}
+    variants = [v for v in _variants("Trail Backpack") if v["options"] != old]
+    wanted = variants[-1]  # not what "a bigger one" would pick
+    item = {"name": "Trail Backpack", "item_id": "old", "options": old}
+    said = f"I'd like a bigger trail backpack, item number {wanted['item_id']}."
+    assert match_variants(item, variants, [said]) == [wanted]
+    # ten digits that are no variant's id (the old item's, an order's) change nothing
+    assert match_variants(item, variants, ["I'd like a bigger trail backpack, not 9999999999."]) == [
+        v for v in variants if v["options"] == {"capacity": "30L", "color": "green"}
+    ]
+
+
+def test_a_stated_difference_is_no_value_and_a_plural_names_its_singular() -> None:
+    variants = [
+        {"item_id": f"{n:010d}", "options": {"pieces": p, "theme": t}, "price": 20.0}
+        for n, (p, t) in enumerate(itertools.product(["500", "1000", "1500"], ["art", "animals"]))
+    ]
+    item = {"name": "Jigsaw Puzzle", "item_id": "old", "options": {"pieces": "500", "theme": "art"}}
+    others = [v for v in variants if v["options"] != item["options"]]
+    for said, want in (
+        ("the jigsaw with 1000 more pieces, animal theme over art", {"pieces": "1500", "theme": "animals"}),
+        ("the jigsaw with 1000 more pieces, art theme over animal", {"pieces": "1500", "theme": "art"}),
+        ("the jigsaw with 1000 pieces or more, art theme", {"pieces": "1000", "theme": "art"}),
+    ):
+        assert [v["options"] for v in match_variants(item, others, [said])] == [want], said
