@@ -1155,3 +1155,69 @@ def test_an_address_changed_this_turn_is_not_changed_again_before_the_customer_s
     )
     history.append({"role": "user", "content": "Sorry, please change it back to where it was going."})
     assert derive(history).admits(_move(order, **order["address"]))
+
+
+def _pending(oid: str, name: str, item_id: str) -> dict[str, Any]:
+    item = {"name": name, "item_id": item_id, "product_id": f"p{item_id}", "options": {}, "price": 10.0}
+    payment = {"transaction_type": "payment", "amount": 10.0, "payment_method_id": "paypal_1"}
+    return {"order_id": oid, "status": "pending", "items": [item], "payment_history": [payment]}
+
+
+def _all_read(words: str, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The customer's words, then their profile and each of its orders looked up."""
+    profile = {
+        "user_id": "u1",
+        "orders": [o["order_id"] for o in orders],
+        "payment_methods": {"paypal_1": {}},
+    }
+    history: list[dict[str, Any]] = [{"role": "user", "content": words}]
+    history += _call("get_user_details", {"user_id": "u1"}, 1, json.dumps(profile))
+    for n, o in enumerate(orders, start=2):
+        history += _call("get_order_details", {"order_id": o["order_id"]}, n, json.dumps(o))
+    return history
+
+
+def test_once_every_order_was_read_a_write_stays_on_the_orders_the_customer_pointed_at() -> None:
+    jacket, lamp = (
+        _pending("#W1000001", "Fleece Jacket", "1111111111"),
+        _pending("#W1000002", "Desk Lamp", "22"),
+    )
+
+    def cancels(words: str) -> set[str]:
+        possible = derive(_all_read(words, [jacket, lamp]), user_id="u1")
+        return {o["order_id"] for o in (jacket, lamp) if possible.admits(_cancel(o, "no longer needed"))}
+
+    assert cancels("Please cancel the fleece jacket order, I don't need it.") == {"#W1000001"}
+    assert cancels("Please cancel all my pending orders, I don't need them.") == {"#W1000001", "#W1000002"}
+    # nothing named that any order holds: any order looked up may be the one
+    assert cancels("Please cancel the hoodie order, I don't need it.") == {"#W1000001", "#W1000002"}
+
+
+def test_after_a_write_an_item_named_for_a_swap_and_not_swapped_yet_is_still_to_do() -> None:
+    def swappable(oid: str, name: str, item_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        order = _pending(oid, name, item_id)
+        variants = {
+            v: {"item_id": v, "options": {"n": v}, "available": True} for v in (item_id, item_id + "9")
+        }
+        return order, {"product_id": f"p{item_id}", "name": name, "variants": variants}
+
+    (laptop, laptop_p), (watch, watch_p) = (
+        swappable("#W1000001", "Laptop", "11"),
+        swappable("#W1000002", "Watch", "22"),
+    )
+    history = _all_read(
+        "Please change my laptop to a new one, and my watch to a new one too.", [laptop, watch]
+    )
+    for n, product in enumerate((laptop_p, watch_p), start=5):
+        history += _call("get_product_details", {"product_id": product["product_id"]}, n, json.dumps(product))
+    swap = {
+        "order_id": "#W1000001",
+        "item_ids": ["11"],
+        "new_item_ids": ["119"],
+        "payment_method_id": "paypal_1",
+    }
+    assert derive(history, user_id="u1").admits(ToolCall("modify_pending_order_items", swap))
+    changed = {**laptop, "status": "pending (item modified)"}
+    history += _call("modify_pending_order_items", swap, 8, json.dumps(changed))
+    after = derive(history, user_id="u1")  # the watch is still to change: no reply yet
+    assert not after.reply and "modify_pending_order_items" in after.names()
