@@ -650,6 +650,7 @@ def derive(
                 matcher=variant_matcher,
                 orders=writable,
                 focus=focus,
+                held={kind: held_items(facts, kind) for kind in ("return", "swap")},
                 every_focus=bool(every),
                 guided=True,
             )
@@ -927,11 +928,12 @@ _PRONOUN = re.compile(r"\w*\s+(?:them|it)\b", re.I)
 _SENTENCE_END = re.compile(r"[.!?;]\s+")
 
 
-def item_focus(facts: Facts, kind: str) -> set[str]:
-    """The items a "return" (or a "swap") is about: those the customer names after asking for that kind of
-    write ("return the bottle, and exchange the lamp": the bottle is returned), else every item they name;
-    a later "only the lamp" narrows it. Empty: no item singled out."""
-    segments: list[str] = []
+def _segments(facts: Facts, kind: str) -> tuple[list[str], list[str]]:
+    """The parts of the customer's messages about that kind of write, from its cue to the next cue: those
+    that ask for it, and those whose sentence holds it back ("check whether I can return the vacuum, but
+    don't process anything")."""
+    asked: list[str] = []
+    held: list[str] = []
     for text in facts.customer_texts:
         cues = list(_CLAUSE_CUE.finditer(text))
         for n, cue in enumerate(cues):
@@ -941,9 +943,48 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
                 if _PRONOUN.match(text, cue.end()):  # "the two skateboards ... I want to return them"
                     before = max([0, *(m.end() for m in _SENTENCE_END.finditer(text, 0, start))])
                     start = max([before, *(c.end() for c in cues[:n])])
-                segments.append(text[start:end])
+                (held if _held_back(text, cue.start()) else asked).append(text[start:end])
+    return asked, held
+
+
+def _held_back(text: str, at: int) -> bool:
+    """Whether the sentence of the cue at `at` holds it back, or the next one does and asks nothing else
+    ("... return the vacuum cleaner? I'm not sure yet, so don't process that one.")."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    start = max([0, *(e for e in ends if e <= at)])
+    end = min([len(text), *(e for e in ends if e > at)])
+    following = text[end : min([len(text), *(e for e in ends if e > end)])]
+    return bool(_HOLD.search(text[start:end])) or bool(
+        _HOLD.search(following) and not _CLAUSE_CUE.search(following)
+    )
+
+
+# The customer holds a write back: only a question, or not decided yet.
+_HOLD = re.compile(
+    r"\b(?:don'?t|do not) (?:process|do|submit|make|change|go ahead with) (?:anything|it|that|them|yet)\b"
+    r"|\bnot sure yet\b|\b(?:just|only) (?:check|checking|asking|wondering)\b|\bcheck (?:\w+ ){0,3}whether\b",
+    re.I,
+)
+
+
+def held_items(facts: Facts, kind: str) -> set[str]:
+    """The items the customer names only where they hold that kind of write back (`_segments`)."""
+    asked, held = _segments(facts, kind)
+    if not held:
+        return set()
+    named_held = {str(i["item_id"]) for i in mentioned_items(facts, held)}
+    return named_held - {str(i["item_id"]) for i in mentioned_items(facts, asked)} if asked else named_held
+
+
+def item_focus(facts: Facts, kind: str) -> set[str]:
+    """The items a "return" (or a "swap") is about: those the customer names after asking for that kind of
+    write ("return the bottle, and exchange the lamp": the bottle is returned), else every item they name;
+    a later "only the lamp" narrows it; never one they hold back (`held_items`). Empty: no item singled
+    out."""
+    segments, _ = _segments(facts, kind)
+    held = held_items(facts, kind)
     ids = {str(i["item_id"]) for i in mentioned_items(facts, segments)} if segments else set()
-    ids = ids or {str(i["item_id"]) for i in mentioned_items(facts)}
+    ids = (ids or {str(i["item_id"]) for i in mentioned_items(facts)}) - held
     for text in reversed(facts.customer_texts):  # "actually, only the desk lamp"
         for sentence in re.split(r"(?<=[.!?;])\s+", text):
             if _ONLY.search(sentence):
@@ -1037,12 +1078,14 @@ def _writes(
     matcher: bool = False,
     orders: set[str] | None = None,
     focus: Mapping[str, set[str]] | None = None,
+    held: Mapping[str, set[str]] | None = None,
     every_focus: bool = False,
     guided: bool = False,
 ) -> list[Action]:
     """The writes possible on the orders looked up (those of `orders` if given) and the profile, each order
     in the status it needs. `focus` ("return", "swap": the items the customer's words single out for that
-    kind of write, `item_focus`): on an order holding some, a return or swap is of exactly those (of
+    kind of write, `item_focus`; `held`: those they hold back, never in it): on an order holding some, a
+    return or swap is of exactly those (of
     one item of each product named where the order holds two alike, unless `every_focus`: the focus is every
     item but those excepted), and a swap waits until each one's product was looked up (an order's items are
     exchanged once, all together).
@@ -1071,7 +1114,11 @@ def _writes(
         others the groups the list covers: one item of each product named ("an air purifier and a vacuum
         cleaner" of an order with two vacuum cleaners: the air purifier and one of them)."""
         chosen = (focus or {}).get(kind) or set()
-        table = {oid: tuple(i for i in ids if i in chosen) or ids for oid, ids in every.items()}
+        kept = (held or {}).get(kind) or set()
+        table = {
+            oid: tuple(i for i in ids if i in chosen) or tuple(i for i in ids if i not in kept)
+            for oid, ids in every.items()
+        }
         whole = frozenset(
             oid
             for oid, ids in every.items()

@@ -1221,3 +1221,26 @@ def test_after_a_write_an_item_named_for_a_swap_and_not_swapped_yet_is_still_to_
     history += _call("modify_pending_order_items", swap, 8, json.dumps(changed))
     after = derive(history, user_id="u1")  # the watch is still to change: no reply yet
     assert not after.reply and "modify_pending_order_items" in after.names()
+
+
+def test_an_item_the_customer_holds_back_is_not_in_the_write() -> None:
+    items = [
+        {"name": "Air Purifier", "item_id": "1000000001", "product_id": "p1", "options": {}, "price": 10.0},
+        {"name": "Vacuum Cleaner", "item_id": "1000000002", "product_id": "p2", "options": {}, "price": 10.0},
+    ]
+    payment = {"transaction_type": "payment", "amount": 20.0, "payment_method_id": "paypal_1"}
+    order = {"order_id": "#W1000001", "status": "delivered", "items": items, "payment_history": [payment]}
+
+    def ret(*ids: str) -> ToolCall:
+        arguments = {"order_id": "#W1000001", "item_ids": list(ids), "payment_method_id": "paypal_1"}
+        return ToolCall("return_delivered_order_items", arguments)
+
+    held = (
+        "I'd like to return the air purifier I got, it's not working. Could you also check whether I could "
+        "return the vacuum cleaner? I'm not sure yet, so don't process that one."
+    )
+    possible = derive(_all_read(held, [order]), user_id="u1")
+    assert possible.admits(ret("1000000001"))
+    assert not possible.admits(ret("1000000001", "1000000002")) and not possible.admits(ret("1000000002"))
+    both = derive(_all_read("Please return the air purifier and the vacuum cleaner.", [order]), user_id="u1")
+    assert both.admits(ret("1000000001", "1000000002"))
