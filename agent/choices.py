@@ -947,6 +947,26 @@ def _segments(facts: Facts, kind: str) -> tuple[list[str], list[str]]:
     return asked, held
 
 
+_MORE_EXPENSIVE = re.compile(r"\b(?:more expensive|pricier|costlier|higher[- ]priced)\b", re.I)
+_CHEAPER = re.compile(r"\b(?:cheaper|less expensive|lower[- ]priced)\b", re.I)
+
+
+def _price_way(facts: Facts) -> int:
+    """+1 where the customer's words about a return point to the pricier of two alike items ("the more
+    expensive one"), -1 to the cheaper, else 0."""
+    asked, _ = _segments(facts, "return")
+    text = " ".join(asked)
+    up, down = bool(_MORE_EXPENSIVE.search(text)), bool(_CHEAPER.search(text))
+    return 1 if up and not down else -1 if down and not up else 0
+
+
+def _price(item: Mapping[str, Any]) -> float:
+    try:
+        return float(item.get("price") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def _held_back(text: str, at: int) -> bool:
     """Whether the sentence of the cue at `at` holds it back, or the next one does and asks nothing else
     ("... return the vacuum cleaner? I'm not sure yet, so don't process that one.")."""
@@ -1133,6 +1153,14 @@ def _writes(
             for item in _items(facts.orders[oid]):
                 if str(item["item_id"]) in chosen:
                     names.setdefault(str(item.get("name", "")), set()).add(str(item["item_id"]))
+            alike = [g for g in names.values() if len(g) > 1]
+            if guided and kind == "return" and alike and (way := _price_way(facts)):
+                # "return the speaker that is more expensive": of two alike, the one its price points to
+                prices = {str(i["item_id"]): _price(i) for i in _items(facts.orders[oid])}
+                for group in alike:
+                    pick = (max if way > 0 else min)(sorted(group), key=lambda i: prices[i])
+                    names = {n: ({pick} if g is group else g) for n, g in names.items()}
+                    table[oid] = tuple(i for i in table[oid] if i not in group or i == pick)
             groups[oid] = tuple(frozenset(g) for g in names.values())
         return table, whole, groups
 

@@ -1244,3 +1244,33 @@ def test_an_item_the_customer_holds_back_is_not_in_the_write() -> None:
     assert not possible.admits(ret("1000000001", "1000000002")) and not possible.admits(ret("1000000002"))
     both = derive(_all_read("Please return the air purifier and the vacuum cleaner.", [order]), user_id="u1")
     assert both.admits(ret("1000000001", "1000000002"))
+
+
+def test_of_two_alike_items_a_return_of_the_more_expensive_one_is_of_that_one() -> None:
+    def speaker(item_id: str, price: float) -> dict[str, Any]:
+        return {
+            "name": "Bluetooth Speaker",
+            "item_id": item_id,
+            "product_id": "p1",
+            "options": {},
+            "price": price,
+        }
+
+    lamp = {"name": "Desk Lamp", "item_id": "1000000003", "product_id": "p2", "options": {}, "price": 5.0}
+    payment = {"transaction_type": "payment", "amount": 1.0, "payment_method_id": "paypal_1"}
+    items = [speaker("1000000001", 289.0), speaker("1000000002", 305.0), lamp]
+    order = {"order_id": "#W1000001", "status": "delivered", "items": items, "payment_history": [payment]}
+
+    def ret(*ids: str) -> ToolCall:
+        arguments = {"order_id": "#W1000001", "item_ids": list(ids), "payment_method_id": "paypal_1"}
+        return ToolCall("return_delivered_order_items", arguments)
+
+    for words, right, wrong in (
+        ("I want to return the speaker that is more expensive.", "1000000002", "1000000001"),
+        ("I want to return the cheaper speaker.", "1000000001", "1000000002"),
+    ):
+        possible = derive(_all_read(words, [order]), user_id="u1")
+        assert possible.admits(ret(right)), words
+        assert not possible.admits(ret(wrong)) and not possible.admits(ret(right, wrong)), words
+    either = derive(_all_read("I want to return a speaker.", [order]), user_id="u1")
+    assert either.admits(ret("1000000001")) and either.admits(ret("1000000002"))
