@@ -221,18 +221,13 @@ def _reply_text(state: AgentState, possible: choices.Choices, text: str) -> str:
     if possible.status_of:  # "where is my order?", every order asked about looked up: their records say it
         facts = choices.read_facts(history, user_id=state.get("user_id"))
         return prompts.order_status([facts.orders[o] for o in possible.status_of])
-    if not possible.reply_text:
-        done = next((m for m in reversed(history) if m["role"] == "tool"), None)
-        result = _parsed(done["content"]) if done is not None and done.get("name") in WRITE_TOOLS else None
-        if done is not None and isinstance(result, dict):
-            return prompts.write_done(str(done["name"]), result)
     written = _written_this_turn(history)
-    if written:  # a write done earlier in this turn, then more steps: what was done is said first
-        return (
-            f"{prompts.write_done_line(*written)} {text.strip()}"
-            if text.strip()
-            else prompts.write_done(*written)
-        )
+    if written is not None:
+        # a write done in this turn: its outcome in the graph's words, alone when it was the last step (the
+        # choices then leave the reply to the graph), else before the model's text after more steps
+        if not possible.reply_text or not text.strip():
+            return prompts.write_done(*written)
+        return f"{prompts.write_done_line(*written)} {text.strip()}"
     return text.strip() or prompts.NO_INFORMATION
 
 
