@@ -1213,8 +1213,12 @@ def _writes(
 
     new_items = Slot("new_item_ids", kind="many", depends_on="item_ids", table=swaps, paired=True)
     if pending:
-        reasons = _named_reasons(said) if guided else CANCEL_REASONS
-        actions.append(Action("cancel_pending_order", (order_slot(pending), Slot("reason", values=reasons))))
+        if guided:
+            reasons = {o: _named_reasons(_about_order(facts, o), said) for o in pending}
+            reason = Slot("reason", depends_on="order_id", table=reasons)
+        else:
+            reason = Slot("reason", values=CANCEL_REASONS)
+        actions.append(Action("cancel_pending_order", (order_slot(pending), reason)))
         # an address changed since the customer's last message is not changed again before they say more
         moved_now = facts.turn_moved if guided else set()
         targets = {o: facts.orders[o].get("address") for o in pending if o not in moved_now}
@@ -1328,11 +1332,32 @@ _REASON_WORDS = {
 }
 
 
-def _named_reasons(said: str) -> tuple[str, ...]:
-    """The cancellation reasons the customer's words give ("I ordered it by mistake"); when they give none,
-    the plain one ("no longer needed"), the listing shows it and they may say otherwise."""
-    named = tuple(r for r in CANCEL_REASONS if _REASON_WORDS[r].search(said))
-    return named or CANCEL_REASONS[:1]
+def _about_order(facts: Facts, order_id: str) -> str:
+    """The customer's sentences that name this order or one of its items, each with the sentence after it
+    ("I also want to modify the skateboard ... If that is not possible, cancel the order since I no longer
+    need it"), or "" when none does."""
+    items = [i for o in facts.orders.values() for i in _items(o)]
+    own = {str(i["item_id"]) for i in _items(facts.orders.get(order_id, {}))}
+    digits = order_id.lstrip("#W")
+    picked: list[str] = []
+    for text in facts.customer_texts:
+        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+        for n, sentence in enumerate(sentences):
+            names = {str(i["item_id"]) for i in _named_in(_name_tokens(sentence), items)}
+            if names & own or (digits and digits in sentence):
+                picked += sentences[n : n + 2]
+    return " ".join(_unique(picked))
+
+
+def _named_reasons(about: str, said: str = "") -> tuple[str, ...]:
+    """The cancellation reasons the customer's words about the order give ("I ordered it by mistake"), else
+    those their words give at all; when they give none, the plain one ("no longer needed"), the listing
+    shows it and they may say otherwise."""
+    for text in (about, said):
+        named = tuple(r for r in CANCEL_REASONS if _REASON_WORDS[r].search(text))
+        if named:
+            return named
+    return CANCEL_REASONS[:1]
 
 
 def _kind_named(

@@ -1274,3 +1274,25 @@ def test_of_two_alike_items_a_return_of_the_more_expensive_one_is_of_that_one() 
         assert not possible.admits(ret(wrong)) and not possible.admits(ret(right, wrong)), words
     either = derive(_all_read("I want to return a speaker.", [order]), user_id="u1")
     assert either.admits(ret("1000000001")) and either.admits(ret("1000000002"))
+
+
+def test_each_cancellation_gives_the_reason_said_about_its_own_order() -> None:
+    jacket, board = (
+        _pending("#W1000001", "Fleece Jacket", "1000000001"),
+        _pending("#W1000002", "Skateboard", "2"),
+    )
+    words = (
+        "I ordered a fleece jacket by mistake, please cancel that order. "
+        "I also want to change the skateboard. "
+        "If that is not possible, cancel that order since I no longer need it."
+    )
+    possible = derive(_all_read(words, [jacket, board]), user_id="u1")
+    assert possible.admits(_cancel(jacket, "ordered by mistake"))
+    assert not possible.admits(_cancel(jacket, "no longer needed"))
+    assert possible.admits(_cancel(board, "no longer needed"))
+    assert not possible.admits(_cancel(board, "ordered by mistake"))
+    # a reason said apart from the order's own words still counts
+    later = derive(
+        _all_read("Please cancel the skateboard order. I ordered it by mistake.", [board]), user_id="u1"
+    )
+    assert later.admits(_cancel(board, "ordered by mistake"))
