@@ -731,8 +731,10 @@ def derive(
     # customer to ask again).
     if guided and facts.turn_done:
         left = _kinds_left(facts, request)
-        if (can_look and (left or _ALL_ITEMS.search(request))) or any(
-            _KINDS.get(a.name) in left for a in actions
+        if (
+            (can_look and (left or _ALL_ITEMS.search(request)))
+            or any(_KINDS.get(a.name) in left for a in actions)
+            or ("items" in left and _swap_needs_product(facts, actions))
         ):
             reply = False
     if status_only and reply and reply_text and not _POLICY_QUESTION.search(request):
@@ -766,6 +768,23 @@ def _kinds_left(facts: Facts, request: str) -> set[str]:
 
 
 _RETURNS = frozenset(["return_delivered_order_items"])
+
+
+def _swap_needs_product(facts: Facts, actions: Sequence[Action]) -> bool:
+    """Whether an item named for a swap waits on its product's lookup, and that lookup is possible now (the
+    swap itself then follows: "change the laptop ..., and my watch to one with a black dial")."""
+    lookup = next((a for a in actions if a.name == "get_product_details"), None)
+    if lookup is None:
+        return False
+    offered = set(lookup.slots[0].values) if lookup.slots else set()
+    focus = item_focus(facts, "swap")
+    wanted = {
+        str(i.get("product_id"))
+        for o in facts.orders.values()
+        for i in _items(o)
+        if str(i["item_id"]) in focus and str(i.get("product_id")) not in facts.products
+    }
+    return bool(wanted & offered)
 
 
 def _orders_holding(facts: Facts, item_ids: Collection[str]) -> set[str]:

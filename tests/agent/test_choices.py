@@ -1296,3 +1296,25 @@ def test_each_cancellation_gives_the_reason_said_about_its_own_order() -> None:
         _all_read("Please cancel the skateboard order. I ordered it by mistake.", [board]), user_id="u1"
     )
     assert later.admits(_cancel(board, "ordered by mistake"))
+
+
+def test_after_a_write_an_item_named_for_a_swap_waits_on_its_products_lookup_not_a_reply() -> None:
+    laptop, watch = _pending("#W1000001", "Laptop", "11"), _pending("#W1000002", "Watch", "22")
+    variants = {v: {"item_id": v, "options": {"n": v}, "available": True} for v in ("11", "119")}
+    laptop_p = {"product_id": "p11", "name": "Laptop", "variants": variants}
+    history = _all_read(
+        "Please change my laptop to a new one, and my watch to a new one too.", [laptop, watch]
+    )
+    history += _call("get_product_details", {"product_id": "p11"}, 5, json.dumps(laptop_p))
+    swap = {
+        "order_id": "#W1000001",
+        "item_ids": ["11"],
+        "new_item_ids": ["119"],
+        "payment_method_id": "paypal_1",
+    }
+    history += _call(
+        "modify_pending_order_items", swap, 6, json.dumps({**laptop, "status": "pending (item modified)"})
+    )
+    after = derive(history, user_id="u1")  # the watch's product is still to look up: that comes next
+    assert not after.reply
+    assert after.admits(ToolCall("get_product_details", {"product_id": "p22"}))
