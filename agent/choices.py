@@ -1001,7 +1001,7 @@ def _held_back(text: str, at: int) -> bool:
 # The customer holds a write back: only a question, or not decided yet.
 _HOLD = re.compile(
     r"\b(?:don'?t|do not) (?:process|do|submit|make|change|go ahead with) (?:anything|it|that|them|yet)\b"
-    r"|\bnot sure yet\b|\b(?:just|only) (?:check|checking|asking|wondering)\b|\bcheck (?:\w+ ){0,3}whether\b",
+    r"|\bnot sure yet\b|\bhaven'?t decided\b|\b(?:just|only) asking\b",
     re.I,
 )
 
@@ -1331,12 +1331,14 @@ def _named_payments(
 
 
 def _card_named(method: Mapping[str, Any], said: str) -> bool:
-    """Whether the customer's words name this card: its brand ("my Visa") or its last four digits."""
+    """Whether the customer's words name this card: its brand ("my Visa") or its last four digits, said as
+    such ("ending in 6791", "last four digits 6791"; not any amount or number that happens to match)."""
     brand = str(method.get("brand") or "").strip()
     last_four = str(method.get("last_four") or "").strip()
+    digits = r"(?:\b(?:ending|ends?) (?:in|with)|\blast (?:four|4)(?: digits)?(?: are| is| of)?|[*x]{2,}) ?"
     return bool(
         (brand and re.search(rf"\b{re.escape(brand)}\b", said, re.I))
-        or (last_four and re.search(rf"(?<!\d){re.escape(last_four)}(?!\d)", said))
+        or (last_four and re.search(rf"{digits}{re.escape(last_four)}(?!\d)", said, re.I))
     )
 
 

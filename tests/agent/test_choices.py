@@ -1129,9 +1129,11 @@ def test_a_card_named_by_its_brand_or_last_digits_is_the_one_used(db: RetailData
         history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
         possible = derive(history)
         assert possible.admits(pay(card["id"])) and not possible.admits(pay(other["id"])), words
-    history = _identified(user, f"Please change the payment of order {order['order_id']} to a credit card.")
+    history = _identified(
+        user, f"Please change the payment of order {order['order_id']} to a credit card, it has 8484 dollars."
+    )
     history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
-    possible = derive(history)  # no card named: either card
+    possible = derive(history)  # no card named (a number that is no card's ending): either card
     assert possible.admits(pay(visa["id"])) and possible.admits(pay(master["id"]))
 
 
