@@ -883,10 +883,12 @@ def test_items_named_before_a_return_of_them_are_what_it_returns() -> None:
         assert set(offered) == expected and whole, words
 
 
-def test_an_address_change_made_is_not_undone_when_the_request_is_said_again(db: RetailDatabase) -> None:
-    user, order = _pending_customer(db)  # the order goes to Tacoma; the customer lives elsewhere
+def _moved_home(db: RetailDatabase, request: str) -> tuple[dict[str, Any], str, list[dict[str, Any]]]:
+    """A pending order going to a relative's address (Tacoma), the customer's request ({order}, {city}: their
+    home city, filled in) and its move to their home address, which the choices allowed."""
+    user, order = _pending_customer(db)
     home = {k: str(v) for k, v in user["address"].items()}
-    request = f"Please ship order {order['order_id']} to my {home['city']} address."
+    request = request.format(order=order["order_id"], city=home["city"])
     history = _identified(user, request)
     history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
     move = _move(order, **home)
@@ -894,6 +896,11 @@ def test_an_address_change_made_is_not_undone_when_the_request_is_said_again(db:
     history += _call(
         "modify_pending_order_address", move.arguments, 4, json.dumps({**order, "address": home})
     )
+    return order, request, history
+
+
+def test_an_address_change_made_is_not_undone_when_the_request_is_said_again(db: RetailDatabase) -> None:
+    order, request, history = _moved_home(db, "Please ship order {order} to my {city} address.")
     history.append({"role": "user", "content": request})  # the same words again: it is done
     assert derive(history).action("modify_pending_order_address") is None
     history.append({"role": "user", "content": "Sorry, please change it back to where it was going."})
@@ -1076,6 +1083,12 @@ def test_after_a_write_the_rest_of_the_request_that_is_possible_now_comes_next(d
     assert possible.admits(_return(delivered, item["item_id"]))
 
 
+def _order_asked(user: dict[str, Any], order: dict[str, Any], words: str) -> list[dict[str, Any]]:
+    """The identified customer's words, then the order looked up."""
+    history = _identified(user, words)
+    return history + _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+
+
 def _cancel(order: dict[str, Any], reason: str) -> ToolCall:
     return ToolCall("cancel_pending_order", {"order_id": order["order_id"], "reason": reason})
 
@@ -1089,8 +1102,7 @@ def test_a_cancellation_gives_the_reason_the_customer_says(db: RetailDatabase) -
         ("I don't need it anymore, and the second one I bought by mistake.", {mistake, unneeded}),
         ("", {unneeded}),  # no reason said: the plain one, which the listing shows
     ):
-        history = _identified(user, f"Please cancel order {order['order_id']}. {words}")
-        history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+        history = _order_asked(user, order, f"Please cancel order {order['order_id']}. {words}")
         possible = derive(history)
         for reason in (mistake, unneeded):
             assert possible.admits(_cancel(order, reason)) == (reason in allowed), (words, reason)
@@ -1099,10 +1111,8 @@ def test_a_cancellation_gives_the_reason_the_customer_says(db: RetailDatabase) -
 
 def test_a_mistake_that_is_not_the_order_asks_for_no_cancellation(db: RetailDatabase) -> None:
     user, order = _pending_customer(db)
-    history = _identified(
-        user, f"Order {order['order_id']} went to my son's address by mistake, please fix the address."
-    )
-    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    words = f"Order {order['order_id']} went to my son's address by mistake, please fix the address."
+    history = _order_asked(user, order, words)
     possible = derive(history)
     assert "modify_pending_order_address" in possible.names()
     assert "cancel_pending_order" not in possible.names()
@@ -1125,14 +1135,13 @@ def test_a_card_named_by_its_brand_or_last_digits_is_the_one_used(db: RetailData
         ("my Visa card", visa, master),
         ("the card ending in 8484", master, visa),
     ):
-        history = _identified(user, f"Please change the payment of order {order['order_id']} to {words}.")
-        history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+        history = _order_asked(
+            user, order, f"Please change the payment of order {order['order_id']} to {words}."
+        )
         possible = derive(history)
         assert possible.admits(pay(card["id"])) and not possible.admits(pay(other["id"])), words
-    history = _identified(
-        user, f"Please change the payment of order {order['order_id']} to a credit card, it has 8484 dollars."
-    )
-    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    words = f"Please change the payment of order {order['order_id']} to a credit card, it has 8484 dollars."
+    history = _order_asked(user, order, words)
     possible = derive(history)  # no card named (a number that is no card's ending): either card
     assert possible.admits(pay(visa["id"])) and possible.admits(pay(master["id"]))
 
@@ -1140,16 +1149,9 @@ def test_a_card_named_by_its_brand_or_last_digits_is_the_one_used(db: RetailData
 def test_an_address_changed_this_turn_is_not_changed_again_before_the_customer_says_more(
     db: RetailDatabase,
 ) -> None:
-    user, order = _pending_customer(db)
-    home = {k: str(v) for k, v in user["address"].items()}
-    request = f"Please ship order {order['order_id']} to my default address, and update my default address."
-    history = _identified(user, request)
-    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
-    move = _move(order, **home)
-    assert derive(history).admits(move)
-    history += _call(
-        "modify_pending_order_address", move.arguments, 4, json.dumps({**order, "address": home})
-    )
+    request = "Please ship order {order} to my default address, and update my default address."
+    order, _, history = _moved_home(db, request)
+    home = json.loads(history[-1]["content"])["address"]
     after = derive(history)  # the same turn: that order's address is done
     moved = after.action("modify_pending_order_address")
     assert moved is None or not any(
