@@ -1248,6 +1248,9 @@ def test_an_item_the_customer_holds_back_is_not_in_the_write() -> None:
     assert not possible.admits(ret("1000000001", "1000000002")) and not possible.admits(ret("1000000002"))
     both = derive(_all_read("Please return the air purifier and the vacuum cleaner.", [order]), user_id="u1")
     assert both.admits(ret("1000000001", "1000000002"))
+    # a check before the return is no hold
+    checked = "Please check whether the vacuum cleaner can be returned, and return it."
+    assert derive(_all_read(checked, [order]), user_id="u1").admits(ret("1000000002"))
 
 
 def test_of_two_alike_items_a_return_of_the_more_expensive_one_is_of_that_one() -> None:
