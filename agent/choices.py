@@ -24,7 +24,7 @@ from agent import addresses, prompts
 from agent.chat_model import ChatMessage, ToolCall
 from agent.confirmation import is_explicit_yes
 from agent.tool_specs import IDENTIFY_TOOLS, WRITE_TOOLS
-from agent.variants import match_variants
+from agent.variants import ITEM_ID, match_variants, price
 
 SlotKind = Literal["one", "many", "text"]
 Groups = dict[str, tuple[frozenset[str], ...]]  # per order: groups of item ids a list covers
@@ -44,7 +44,7 @@ READ_ONCE = frozenset(
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]*\w")
 _ZIP = re.compile(r"\b\d{5}\b")
 _ORDER_ID = re.compile(r"#?W\d{7}\b|\border(?: number| no\.?| id)?:? #?(\d{7})\b", re.I)
-_PRODUCT_ID = re.compile(r"\b\d{10}\b")
+_PRODUCT_ID = ITEM_ID
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+")
 _NAME_CUE = re.compile(r"(?:name is|name's|i'm|i am|this is|it's)\s+([A-Za-z'-]+)(?:\s+([A-Za-z'-]+))?", re.I)
 _NOT_NAMES = frozenset(
@@ -979,13 +979,6 @@ def _price_way(facts: Facts) -> int:
     return 1 if up and not down else -1 if down and not up else 0
 
 
-def _price(item: Mapping[str, Any]) -> float:
-    try:
-        return float(item.get("price") or 0.0)
-    except (TypeError, ValueError):
-        return 0.0
-
-
 def _held_back(text: str, at: int) -> bool:
     """Whether the sentence of the cue at `at` holds it back, or the next one does and asks nothing else
     ("... return the vacuum cleaner? I'm not sure yet, so don't process that one.")."""
@@ -1006,9 +999,10 @@ _HOLD = re.compile(
 )
 
 
-def held_items(facts: Facts, kind: str) -> set[str]:
-    """The items the customer names only where they hold that kind of write back (`_segments`)."""
-    asked, held = _segments(facts, kind)
+def held_items(facts: Facts, kind: str, segments: tuple[list[str], list[str]] | None = None) -> set[str]:
+    """The items the customer names only where they hold that kind of write back (`_segments`, or those
+    given)."""
+    asked, held = segments if segments is not None else _segments(facts, kind)
     if not held:
         return set()
     named_held = {str(i["item_id"]) for i in mentioned_items(facts, held)}
@@ -1020,8 +1014,9 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
     write ("return the bottle, and exchange the lamp": the bottle is returned), else every item they name;
     a later "only the lamp" narrows it; never one they hold back (`held_items`). Empty: no item singled
     out."""
-    segments, _ = _segments(facts, kind)
-    held = held_items(facts, kind)
+    parts = _segments(facts, kind)
+    segments = parts[0]
+    held = held_items(facts, kind, parts)
     ids = {str(i["item_id"]) for i in mentioned_items(facts, segments)} if segments else set()
     ids = (ids or {str(i["item_id"]) for i in mentioned_items(facts)}) - held
     for text in reversed(facts.customer_texts):  # "actually, only the desk lamp"
@@ -1042,8 +1037,7 @@ _COLOURS = (
 _ITEM_SWAP = re.compile(
     r"exchang|swap|replac|switch|trade|instead|differen|upgrade"
     r"|\bto (?!(?:a |an |the )?(?:original|old|previous|same|first|other)\b)(?:[\w-]+ ){0,3}one\b"
-    r"|(?<![\d#])\d{10}(?!\d)"
-    r"|\b(?:items?|it) (?:\w+ ){0,2}changed to\b|\bto (?:a |an |the )?" + _COLOURS,
+    r"|\b(?:items?|it) (?:\w+ ){0,2}changed to\b|\bto (?:a |an |the )?" + _COLOURS + "|" + ITEM_ID.pattern,
     re.I,
 )
 _SWAP_WORDS = re.compile(_SWAP, re.I)
@@ -1175,7 +1169,7 @@ def _writes(
             alike = [g for g in names.values() if len(g) > 1]
             if guided and kind == "return" and alike and (way := _price_way(facts)):
                 # "return the speaker that is more expensive": of two alike, the one its price points to
-                prices = {str(i["item_id"]): _price(i) for i in _items(facts.orders[oid])}
+                prices = {str(i["item_id"]): price(i) for i in _items(facts.orders[oid])}
                 for group in alike:
                     pick = (max if way > 0 else min)(sorted(group), key=lambda i: prices[i])
                     names = {n: ({pick} if g is group else g) for n, g in names.items()}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
@@ -170,7 +170,16 @@ _PRICIEST = re.compile(r"\b(most expensive|priciest|highest price|most premium)\
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 
 
-_ITEM_ID = re.compile(r"(?<!\d)\d{10}(?!\d)")
+# An item or product id as a customer writes it (ten digits).
+ITEM_ID = re.compile(r"\b\d{10}\b")
+
+
+def price(record: Mapping[str, Any]) -> float:
+    """An item's or a variant's price, 0 when it has none."""
+    try:
+        return float(record.get("price") or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def words(text: str) -> list[str]:
@@ -345,7 +354,7 @@ def match_variants(
     the module says; `other_names` are the conversation's other items (their words are not this one's)."""
     if not variants:
         return []
-    written = {m.group() for t in texts for m in _ITEM_ID.finditer(t)}
+    written = {m.group() for t in texts for m in ITEM_ID.finditer(t)}
     by_id = [v for v in variants if str(v.get("item_id")) in written]
     if by_id:  # "change the laptop to item number 9844888101": the one they wrote
         return by_id
@@ -441,20 +450,14 @@ def match_variants(
     def kept(variant: Mapping[str, Any]) -> float:
         return float(sum(old.get(str(k)) == str(v) for k, v in (variant.get("options") or {}).items()))
 
-    def price(variant: Mapping[str, Any]) -> float:
-        try:
-            return float(variant.get("price") or 0.0)
-        except (TypeError, ValueError):
-            return 0.0
-
     scope = " ".join(tokens)
+    second: Callable[[Mapping[str, Any]], float] = kept
     if _PRICIEST.search(scope):
         second = price
     elif _CHEAPEST.search(scope):
 
         def second(variant: Mapping[str, Any]) -> float:
             return -price(variant)
-    else:
-        second = kept
+
     best = max((fit(v), second(v)) for v in variants)
     return [v for v in variants if (fit(v), second(v)) == best]
