@@ -14,6 +14,7 @@ constrains every backend to it); `Choices.admits` is the graph's own check of wh
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
@@ -895,6 +896,7 @@ def _every_item_but(facts: Facts, said: str) -> set[str] | None:
 
 _NAME_TOKEN = re.compile(r"[a-z]+")
 _GENERIC_NAMES = frozenset(["set", "kit", "pack", "pair", "and", "the", "for", "with"])
+_WORD_RUN = re.compile(r"[a-z]+(?: [a-z]+)*")  # words separated by single spaces only (no punctuation)
 
 
 def _stem(word: str) -> str:
@@ -902,9 +904,12 @@ def _stem(word: str) -> str:
 
 
 def _name_tokens(text: str) -> set[str]:
-    """A product name's or the customer's words, stemmed; hyphenated ones also joined ("T-Shirt": tshirt)."""
+    """A product name's or the customer's words, stemmed; hyphenated ones also joined ("T-Shirt": tshirt), and
+    each two adjacent words joined ("book shelf": bookshelf; "Smart Watch": smartwatch)."""
     lowered = text.lower()
     words = _NAME_TOKEN.findall(lowered) + _NAME_TOKEN.findall(lowered.replace("-", ""))
+    runs = [run.split() for run in _WORD_RUN.findall(lowered)]
+    words += [a + b for run in runs for a, b in itertools.pairwise(run)]
     return {_stem(w) for w in words if len(w) > 2 and w not in _GENERIC_NAMES}
 
 
@@ -914,11 +919,27 @@ def _head_tokens(name: str) -> set[str]:
     return _name_tokens(words[-1]) if words else set()
 
 
+def _compound_head(name: str, said: set[str]) -> bool:
+    """Whether a word of `said` (four letters or more) ends the name's one-word compound head after three
+    letters or more ("watch": Wristwatch; "phone": Smartphone)."""
+    return any(
+        head.endswith(w) and len(head) - len(w) >= 3
+        for head in _head_tokens(name)
+        for w in said
+        if len(w) >= 4
+    )
+
+
 def _named_in(said: set[str], items: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The items whose product `said` names: by the name's head word ("the watch"), or by another word of it
     that no item named by its head explains ("the jigsaw" names the Jigsaw Puzzle; "smart" in "the smart
     thermostat" does not name the Smart Watch)."""
     by_head = [i for i in items if _head_tokens(str(i.get("name", ""))) & said]
+    # a word no head named explains (as itself or its part: "book" in "book shelf") may end another item's
+    # compound head ("the watch": the Wristwatch)
+    heads = set().union(*(_head_tokens(str(i.get("name", ""))) for i in by_head))
+    rest = {w for w in said if not any(w in head for head in heads)}
+    by_head += [i for i in items if i not in by_head and _compound_head(str(i.get("name", "")), rest)]
     explained = set().union(*(_name_tokens(str(i.get("name", ""))) for i in by_head))
     return [
         i

@@ -465,6 +465,43 @@ def test_a_word_shared_with_a_named_item_does_not_name_another() -> None:
     assert item_focus(facts, "return") == {"3"} and item_focus(facts, "swap") == {"1"}
 
 
+def test_a_word_ending_a_compound_name_or_two_words_making_one_name_the_item() -> None:
+    order = {
+        "order_id": "#W1000001",
+        "status": "pending",
+        "items": [
+            {"name": "Wristwatch", "item_id": "1", "product_id": "p1"},
+            {"name": "Bookshelf", "item_id": "2", "product_id": "p2"},
+            {"name": "Notebook", "item_id": "3", "product_id": "p3"},
+        ],
+    }
+
+    def named(text: str) -> list[str]:
+        facts = read_facts(
+            [
+                {"role": "user", "content": text},
+                *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(order)),
+            ]
+        )
+        return [i["item_id"] for i in mentioned_items(facts)]
+
+    assert named("I'd like to change my watch to one with a black dial.") == ["1"]
+    assert named("Change the book shelf to 4 foot, same colour.") == ["2"]
+    assert named("Please change the note book.") == ["3"]
+    # the start of a compound, or a short end of one ("tch"), names nothing
+    assert named("The wrist strap broke; cancel the order.") == []
+    assert named("I want to cancel the order.") == []
+    # a head said as a whole word wins over a compound that ends with it
+    smart = {**order, "items": [*order["items"], {"name": "Smart Watch", "item_id": "4", "product_id": "p4"}]}
+    facts = read_facts(
+        [
+            {"role": "user", "content": "Return the watch."},
+            *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(smart)),
+        ]
+    )
+    assert [i["item_id"] for i in mentioned_items(facts)] == ["4"]
+
+
 def test_asking_to_talk_to_a_person_is_a_hand_off_only(db: RetailDatabase) -> None:
     user, _ = _two_order_customer(db)
     history = _identified(user, "Can I talk to a human about my refund, please?")
