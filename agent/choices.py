@@ -1156,10 +1156,18 @@ def _writes(
 
     methods = (facts.profile or {}).get("payment_methods") or {}
 
-    def narrowed(values: tuple[str, ...], paid: Sequence[str] = ()) -> tuple[str, ...]:
+    def narrowed(
+        values: tuple[str, ...], paid: Sequence[str] = (), *, default: bool = False
+    ) -> tuple[str, ...]:
         if not guided:
             return values
-        return _named_payments(values, said, paid, facts.refused_payments, methods=methods)
+        return _named_payments(values, said, paid, facts.refused_payments, methods=methods, default=default)
+
+    def swap_payment(orders: Sequence[str]) -> Slot:
+        """What pays or takes the price difference of a swap on each order: the method named, else the
+        order's own (the next one once billing refused it)."""
+        table = {o: narrowed(payments, _paid_with(facts.orders[o]), default=True) for o in orders}
+        return Slot("payment_method_id", depends_on="order_id", table=table)
 
     every = _order_items(facts)
 
@@ -1266,8 +1274,7 @@ def _writes(
                 items_slot(swappable, swap_pending, whole_swap, cover_swap),
                 new_items,
             )
-            pay_with = Slot("payment_method_id", values=narrowed(payments))
-            actions.append(Action("modify_pending_order_items", (*slots, pay_with)))
+            actions.append(Action("modify_pending_order_items", (*slots, swap_payment(swap_pending))))
         if payments:
             others = {
                 o: narrowed(tuple(p for p in payments if p not in _paid_with(facts.orders[o])))
@@ -1279,7 +1286,11 @@ def _writes(
                 actions.append(Action("modify_pending_order_payment", (order_slot(movable), pay)))
     if delivered:
         refund_to = {
-            o: narrowed(_unique([*_paid_with(facts.orders[o]), *gift_cards]), _paid_with(facts.orders[o]))
+            o: narrowed(
+                _unique([*_paid_with(facts.orders[o]), *gift_cards]),
+                _paid_with(facts.orders[o]),
+                default=True,
+            )
             for o in delivered
         }
         returnable = [o for o in delivered if items[o] and refund_to[o]]
@@ -1298,8 +1309,7 @@ def _writes(
                 items_slot(swappable, swap_delivered, whole_swap, cover_swap),
                 new_items,
             )
-            pay_with = Slot("payment_method_id", values=narrowed(payments))
-            actions.append(Action("exchange_delivered_order_items", (*slots, pay_with)))
+            actions.append(Action("exchange_delivered_order_items", (*slots, swap_payment(swap_delivered))))
     if facts.user_id and not (guided and facts.user_id in facts.turn_moved):
         current = (facts.profile or {}).get("address")
         to_address = _address_slots(facts, "user_id", {facts.user_id: current}, whole=guided)
@@ -1334,14 +1344,20 @@ def _named_payments(
     refused: Collection[str] = (),
     *,
     methods: Mapping[str, Any] | None = None,
+    default: bool = False,
 ) -> tuple[str, ...]:
     """The payment methods among `values` of the one kind the customer's words name ("use my gift card"),
     or of the first kind they name with a fallback ("my gift card, or PayPal if that isn't possible"; the
     next once billing `refused` a write with the first), or those it was `paid` with if they ask for the
     original method; all of them otherwise. Of several cards, those whose brand or last four digits the
-    words name ("my visa", "the card ending in 6791"), as the profile's `methods` record them."""
+    words name ("my visa", "the card ending in 6791"), as the profile's `methods` record them. With
+    `default`, words that name no method mean the one it was `paid` with, or once billing `refused` that,
+    any other."""
     chosen = _kind_named(values, said, paid, refused)
     by_card = tuple(v for v in chosen if _card_named(dict((methods or {}).get(v) or {}), said))
+    if default and not by_card and chosen == values:
+        own = tuple(v for v in values if v in paid and v not in refused)
+        return own or tuple(v for v in values if v not in refused) or values
     return by_card or chosen
 
 

@@ -121,7 +121,7 @@ def test_exchange_needs_the_product_and_pairs_each_item_with_its_own_variants(db
         for v in product["variants"].values()
         if v["available"] and v["item_id"] != item["item_id"]
     ]
-    payment = next(iter(user["payment_methods"]))
+    payment = order["payment_history"][0]["payment_method_id"]  # no method named: the order's own
     args = {"order_id": order["order_id"], "item_ids": [item["item_id"]], "payment_method_id": payment}
     if others:
         assert possible.admits(
@@ -1362,3 +1362,86 @@ def test_after_a_write_an_item_named_for_a_swap_waits_on_its_products_lookup_not
     after = derive(history, user_id="u1")  # the watch's product is still to look up: that comes next
     assert not after.reply
     assert after.admits(ToolCall("get_product_details", {"product_id": "p22"}))
+
+
+def test_no_payment_method_named_means_the_orders_own_until_billing_refuses_it() -> None:
+    user = {
+        "user_id": "kim_lee_1",
+        "email": "kim@example.com",
+        "orders": ["#W1000001", "#W1000002"],
+        "payment_methods": {
+            "credit_card_1": {
+                "source": "credit_card",
+                "brand": "visa",
+                "last_four": "1111",
+                "id": "credit_card_1",
+            },
+            "gift_card_2": {"source": "gift_card", "balance": 10, "id": "gift_card_2"},
+            "paypal_3": {"source": "paypal", "id": "paypal_3"},
+        },
+    }
+    lamp = {"name": "Desk Lamp", "item_id": "11", "product_id": "p1", "options": {"color": "white"}}
+    mug = {"name": "Coffee Mug", "item_id": "12", "product_id": "p2", "options": {}}
+    pending = {
+        "order_id": "#W1000001",
+        "user_id": "kim_lee_1",
+        "status": "pending",
+        "items": [lamp],
+        "payment_history": [
+            {"transaction_type": "payment", "amount": 50, "payment_method_id": "gift_card_2"}
+        ],
+    }
+    delivered = {
+        "order_id": "#W1000002",
+        "user_id": "kim_lee_1",
+        "status": "delivered",
+        "items": [mug],
+        "payment_history": [{"transaction_type": "payment", "amount": 9, "payment_method_id": "paypal_3"}],
+    }
+    product = {
+        "product_id": "p1",
+        "name": "Desk Lamp",
+        "variants": {
+            "11": {"item_id": "11", "options": {"color": "white"}, "available": True, "price": 50},
+            "13": {"item_id": "13", "options": {"color": "black"}, "available": True, "price": 70},
+        },
+    }
+
+    def choices(text: str, *after: dict[str, Any]) -> Any:
+        history = _identified(user, text)
+        history += _call("get_order_details", {"order_id": "#W1000001"}, 3, json.dumps(pending))
+        history += _call("get_order_details", {"order_id": "#W1000002"}, 4, json.dumps(delivered))
+        history += _call("get_product_details", {"product_id": "p1"}, 5, json.dumps(product))
+        return derive([*history, *after])
+
+    def swap(pay: str) -> ToolCall:
+        args = {"order_id": "#W1000001", "item_ids": ["11"], "new_item_ids": ["13"], "payment_method_id": pay}
+        return ToolCall("modify_pending_order_items", args)
+
+    def refund(pay: str) -> ToolCall:
+        args = {"order_id": "#W1000002", "item_ids": ["12"], "payment_method_id": pay}
+        return ToolCall("return_delivered_order_items", args)
+
+    said = "Change the desk lamp to a black one, and return the coffee mug."
+    possible = choices(said)
+    assert possible.admits(swap("gift_card_2")) and possible.admits(refund("paypal_3"))
+    assert not possible.admits(swap("credit_card_1")) and not possible.admits(swap("paypal_3"))
+    assert not possible.admits(refund("gift_card_2"))
+    # a method they name is the one used
+    named = choices(said + " Use my PayPal for both.")
+    assert named.admits(swap("paypal_3")) and not named.admits(swap("gift_card_2"))
+    assert named.admits(refund("paypal_3"))
+    visa = choices(said + " The lamp goes on my Visa.")
+    assert visa.admits(swap("credit_card_1")) and not visa.admits(swap("gift_card_2"))
+    # billing refused the order's own (a gift card short of the difference): then any other one
+    refused = choices(
+        said,
+        *_call(
+            "modify_pending_order_items",
+            swap("gift_card_2").arguments,
+            6,
+            "Error: insufficient gift card balance to pay for the price difference",
+        ),
+    )
+    assert refused.admits(swap("paypal_3")) and refused.admits(swap("credit_card_1"))
+    assert not refused.admits(swap("gift_card_2"))
