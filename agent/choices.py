@@ -1033,11 +1033,14 @@ def held_items(facts: Facts, kind: str, segments: tuple[list[str], list[str]] | 
 def item_focus(facts: Facts, kind: str) -> set[str]:
     """The items a "return" (or a "swap") is about: those the customer names after asking for that kind of
     write ("return the bottle, and exchange the lamp": the bottle is returned), else every item they name;
-    a later "only the lamp" narrows it; never one they hold back (`held_items`). Empty: no item singled
-    out."""
+    a later "only the lamp" narrows it; never one they hold back (`held_items`), nor, for a swap, one another
+    item was swapped to be like ("the grill I just ordered to the same type as the one I received": the
+    received one is the model, not changed). Empty: no item singled out."""
     parts = _segments(facts, kind)
     segments = parts[0]
     held = held_items(facts, kind, parts)
+    if kind == "swap":
+        held |= _models_of_swaps(facts)
     ids = {str(i["item_id"]) for i in mentioned_items(facts, segments)} if segments else set()
     ids = (ids or {str(i["item_id"]) for i in mentioned_items(facts)}) - held
     for text in reversed(facts.customer_texts):  # "actually, only the desk lamp"
@@ -1047,6 +1050,22 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
                 if only:
                     return only
     return ids
+
+
+def _models_of_swaps(facts: Facts) -> set[str]:
+    """The items of the orders looked up that a swap made on another order took as its new item."""
+    taken = {
+        (str(call.arguments.get("order_id")), str(new))
+        for call in facts.done
+        if call.name in _ITEM_WRITES
+        for new in call.arguments.get("new_item_ids") or []
+    }
+    return {
+        str(item["item_id"])
+        for oid, order in facts.orders.items()
+        for item in _items(order)
+        if any(str(item["item_id"]) == new and oid != where for where, new in taken)
+    }
 
 
 # The swap cues that name new items (not the generic "change", "modify", "update").

@@ -263,6 +263,9 @@ def _order(values: Sequence[str]) -> dict[str, float] | None:
     return ranks
 
 
+_CHANGE_CUE = re.compile(r"(?:exchang|swap|replac|switch|trade|chang|modif|upgrad|return|cancel)")
+
+
 def _segment(text: str, own: set[str], others: set[str]) -> list[str] | None:
     """The words of the text about one item: from where it is named (its sentence's start, or just before
     it when another item was named earlier in that sentence) up to where another item is named."""
@@ -276,10 +279,14 @@ def _segment(text: str, own: set[str], others: set[str]) -> list[str] | None:
     theirs = [i for i, w in enumerate(tokens) if _stem(w) in others]
     if not mine:
         return None
+    cues = [i for i, w in enumerate(tokens) if _CHANGE_CUE.match(w)]
     keep: set[int] = set()
     for at in mine:
         before = [i for i in theirs if starts[at] <= i < at]
-        start = max(before[-1] + 1, at - 2) if before else starts[at]
+        # else from the last change asked for before it in its sentence ("exchange the helmet for a red one,
+        # and exchange the luggage set to a black one": the helmet's words are not the luggage's)
+        asked = [i for i in cues if starts[at] <= i < at]
+        start = max(before[-1] + 1, at - 2) if before else max([starts[at], *asked])
         end = min((i for i in theirs if i > at), default=len(tokens))
         keep.update(range(start, end))
     return [tokens[i] for i in sorted(keep)]

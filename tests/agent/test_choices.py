@@ -1445,3 +1445,37 @@ def test_no_payment_method_named_means_the_orders_own_until_billing_refuses_it()
     )
     assert refused.admits(swap("paypal_3")) and refused.admits(swap("credit_card_1"))
     assert not refused.admits(swap("gift_card_2"))
+
+
+def test_an_item_another_was_swapped_to_be_like_is_no_longer_to_swap() -> None:
+    grill = {"name": "Grill", "product_id": "p1"}
+    pending = {
+        "order_id": "#W1000001",
+        "status": "pending",
+        "items": [{**grill, "item_id": "1"}],
+    }
+    delivered = {
+        "order_id": "#W1000002",
+        "status": "delivered",
+        "items": [{**grill, "item_id": "2"}, {"name": "Luggage Set", "item_id": "3", "product_id": "p2"}],
+    }
+    said = (
+        "Exchange the luggage set to a black one, and modify the grill I just ordered to the same type as "
+        "the one I already received."
+    )
+    history = [
+        {"role": "user", "content": said},
+        *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(pending)),
+        *_call("get_order_details", {"order_id": "#W1000002"}, 2, json.dumps(delivered)),
+    ]
+    assert item_focus(read_facts(history), "swap") == {"1", "2", "3"}
+    swap = {
+        "order_id": "#W1000001",
+        "item_ids": ["1"],
+        "new_item_ids": ["2"],
+        "payment_method_id": "paypal_1",
+    }
+    modified = {**pending, "status": "pending (item modified)", "items": [{**grill, "item_id": "2"}]}
+    history += _call("modify_pending_order_items", swap, 3, json.dumps(modified))
+    # the received grill was the model of that change: what is left to swap is the luggage set
+    assert item_focus(read_facts(history), "swap") == {"3"}

@@ -87,6 +87,14 @@ def test_another_items_words_are_not_this_ones() -> None:
     assert got == [{"capacity": "450ml", "glaze": "speckled"}]  # "white" was the lamp's
 
 
+def test_an_unnamed_items_change_asked_for_before_in_the_sentence_is_not_this_ones() -> None:
+    # the helmet's order was not looked up: its name is no other item's the matcher knows of
+    old = {"capacity": "300ml", "glaze": "speckled"}
+    said = "I'd exchange the helmet for a red, sage one, and exchange the ceramic mug to a gloss white."
+    got = _match("Ceramic Mug", old, said)
+    assert got == [{"capacity": "300ml", "glaze": "gloss white"}]  # "sage" was the helmet's
+
+
 @pytest.mark.parametrize(
     ("said", "want"),
     [
