@@ -903,6 +903,19 @@ def _stem(word: str) -> str:
     return word[:-1] if word.endswith("s") and len(word) > 3 else word
 
 
+def _singulars(word: str) -> set[str]:
+    """A plural's singulars past the dropped "s" (`_stem`): "bookshelves" bookshelf, "knives" knife,
+    "batteries" battery, "watches" watch, "boxes" box."""
+    found = {_stem(word)}
+    if len(word) > 4 and word.endswith("ves"):
+        found |= {word[:-3] + "f", word[:-3] + "fe"}
+    elif len(word) > 4 and word.endswith("ies"):
+        found.add(word[:-3] + "y")
+    elif word.endswith(("ches", "shes", "sses", "xes")):
+        found.add(word[:-2])
+    return found
+
+
 def _name_tokens(text: str) -> set[str]:
     """A product name's or the customer's words, stemmed; hyphenated ones also joined ("T-Shirt": tshirt), and
     each two adjacent words joined ("book shelf": bookshelf; "Smart Watch": smartwatch)."""
@@ -910,7 +923,7 @@ def _name_tokens(text: str) -> set[str]:
     words = _NAME_TOKEN.findall(lowered) + _NAME_TOKEN.findall(lowered.replace("-", ""))
     runs = [run.split() for run in _WORD_RUN.findall(lowered)]
     words += [a + b for run in runs for a, b in itertools.pairwise(run)]
-    return {_stem(w) for w in words if len(w) > 2 and w not in _GENERIC_NAMES}
+    return {form for w in words if len(w) > 2 and w not in _GENERIC_NAMES for form in _singulars(w)}
 
 
 def _head_tokens(name: str) -> set[str]:

@@ -488,6 +488,7 @@ def test_a_word_ending_a_compound_name_or_two_words_making_one_name_the_item() -
     assert named("I'd like to change my watch to one with a black dial.") == ["1"]
     assert named("Change the book shelf to 4 foot, same colour.") == ["2"]
     assert named("Please change the note book.") == ["3"]
+    assert named("Return all the bookshelves and both watches.") == ["1", "2"]  # plurals past the "s"
     # the start of a compound, or a short end of one ("tch"), names nothing
     assert named("The wrist strap broke; cancel the order.") == []
     assert named("I want to cancel the order.") == []
