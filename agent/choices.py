@@ -438,7 +438,9 @@ _SWAP = r"exchang|swap|replac|switch|trade|instead|differen|change|modif|upgrade
 WRITE_CUES: dict[str, re.Pattern[str]] = {
     name: re.compile(pattern, re.I)
     for name, pattern in {
-        "cancel_pending_order": r"cancel|don't need|do not need|no longer need|remove"
+        # "my cancelled order" names an order, it asks for nothing
+        "cancel_pending_order": r"cancel(?!l?ed (?:orders?|ones?|items?)\b)"
+        r"|don't need|do not need|no longer need|remove"
         r"|\b(?:ordered|ordering|bought|buying|purchased|placed|got)\b[^.!?]{0,40}\bby mistake",
         "return_delivered_order_items": r"return|send (?:\w+ )?back|refund|money back",
         "exchange_delivered_order_items": _SWAP,
@@ -1050,7 +1052,8 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
     item was swapped to be like ("the grill I just ordered to the same type as the one I received": the
     received one is the model, not changed). Empty: no item singled out."""
     parts = _segments(facts, kind)
-    segments = parts[0]
+    # "the backpack I received with the vacuum cleaner": the vacuum cleaner says which backpack
+    segments = [_REFERENCE.sub(" ", segment) for segment in parts[0]]
     held = held_items(facts, kind, parts)
     if kind == "swap":
         held |= _models_of_swaps(facts)
@@ -1063,6 +1066,14 @@ def item_focus(facts: Facts, kind: str) -> set[str]:
                 if only:
                     return only
     return ids
+
+
+# An item named to say which other one is meant: "(the backpack) I received with the vacuum cleaner".
+_REFERENCE = re.compile(
+    r"\b(?:received|got|bought|ordered|purchased|came|arrived|shipped|delivered)\s+(?:together\s+)?"
+    r"(?:with|alongside)\s+(?:the|my|a|an|that)\s+(?:[\w-]+\s+){0,2}[\w-]+",
+    re.I,
+)
 
 
 def _models_of_swaps(facts: Facts) -> set[str]:

@@ -1480,3 +1480,47 @@ def test_an_item_another_was_swapped_to_be_like_is_no_longer_to_swap() -> None:
     history += _call("modify_pending_order_items", swap, 3, json.dumps(modified))
     # the received grill was the model of that change: what is left to swap is the luggage set
     assert item_focus(read_facts(history), "swap") == {"3"}
+
+
+def test_an_item_named_to_say_which_one_is_meant_is_not_part_of_the_request() -> None:
+    order = {
+        "order_id": "#W1000001",
+        "status": "delivered",
+        "items": [
+            {"name": "Backpack", "item_id": "1", "product_id": "p1"},
+            {"name": "Vacuum Cleaner", "item_id": "2", "product_id": "p2"},
+        ],
+    }
+
+    def focus(text: str) -> set[str]:
+        facts = read_facts(
+            [
+                {"role": "user", "content": text},
+                *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(order)),
+            ]
+        )
+        return item_focus(facts, "return")
+
+    assert focus("I want to return the backpack I received with the vacuum cleaner.") == {"1"}
+    assert focus("Return the backpack that came with my vacuum cleaner, thanks.") == {"1"}
+    assert focus("I want to return the backpack along with the vacuum cleaner.") == {"1", "2"}
+    assert focus("Return the backpack and the vacuum cleaner.") == {"1", "2"}
+
+
+def test_a_cancelled_order_named_is_no_request_to_cancel(db: RetailDatabase) -> None:
+    user, order, _ = _customer(db, "pending")
+    uid = order["user_id"]
+    text = (
+        f"Please send {order['order_id']} to my new address, 12 Oak Street, Austin, TX 78701. And what's "
+        f"the tracking number of my cancelled order? My email is {user['email']}."
+    )
+    history: list[dict[str, Any]] = [{"role": "user", "content": text}]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, uid)
+    history += _call("get_user_details", {"user_id": uid}, 2, json.dumps({**user, "user_id": uid}))
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    assert "cancel_pending_order" not in derive(history).names()
+    history[0] = {
+        "role": "user",
+        "content": f"Please cancel {order['order_id']}. My email is {user['email']}.",
+    }
+    assert "cancel_pending_order" in derive(history).names()
