@@ -434,7 +434,8 @@ def _status(order: Mapping[str, Any]) -> str:
 # What the customer's request must say for a write (or a product lookup) to be possible in a guided step:
 # a "cancel" request never becomes a return. Measured on the dev replays: every gold write's request
 # carries its tool's cue, and every gold product lookup's request a swap or product cue.
-_SWAP = r"exchang|swap|replac|switch|trade|instead|differen|change|modif|upgrade|update"
+# "a different colour" asks for another item; "in different orders" says where items are
+_SWAP = r"exchang|swap|replac|switch|trade|instead|differen(?!t orders?\b)|change|modif|upgrade|update"
 WRITE_CUES: dict[str, re.Pattern[str]] = {
     name: re.compile(pattern, re.I)
     for name, pattern in {

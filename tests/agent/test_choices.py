@@ -1505,6 +1505,9 @@ def test_an_item_named_to_say_which_one_is_meant_is_not_part_of_the_request() ->
     assert focus("Return the backpack that came with my vacuum cleaner, thanks.") == {"1"}
     assert focus("I want to return the backpack along with the vacuum cleaner.") == {"1", "2"}
     assert focus("Return the backpack and the vacuum cleaner.") == {"1", "2"}
+    # "in different orders" says where items are: no swap asked for, the return goes on after it
+    said = "Return all my backpacks (they're in different orders), and the vacuum cleaner."
+    assert focus(said) == {"1", "2"}
 
 
 def test_a_cancelled_order_named_is_no_request_to_cancel(db: RetailDatabase) -> None:
