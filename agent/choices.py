@@ -315,7 +315,8 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
         # a write the systems refused, or a customer not found: what a person may sort out
         failed = message.content.startswith("Error") and (name in WRITE_TOOLS or name in IDENTIFY_TOOLS)
         facts.turn_failed = facts.turn_failed or failed
-        if failed and call is not None and call.arguments.get("payment_method_id"):
+        # a payment billing refused (a call outside the choices never reached billing)
+        if failed and not refused and call is not None and call.arguments.get("payment_method_id"):
             facts.refused_payments.add(str(call.arguments["payment_method_id"]))
         if call is not None and not refused and (name in READ_ONCE or name in IDENTIFY_TOOLS):
             facts.reads.add(_read_key(name, call.arguments))  # a failed read is not worth repeating either
@@ -625,6 +626,12 @@ def derive(
             item_products = [str(i.get("product_id")) for i in wanted] or (
                 item_products if _every_order_read(facts) else []
             )
+            # and those of the order they point at by its status ("my pending order's item changed to red")
+            item_products += [
+                str(i.get("product_id"))
+                for o in sorted(status_pointed(facts))
+                for i in _items(facts.orders[o])
+            ]
         catalogue = list(facts.product_list.values())
         if guided:  # from the product list, the products the customer's words name ("a mechanical keyboard")
             words = _name_tokens(said)
@@ -1139,18 +1146,39 @@ def writable_orders(
     facts: Facts, *, named: Sequence[str], mentioned: Sequence[Mapping[str, Any]]
 ) -> set[str]:
     """The looked-up orders a write may touch: `named` by the customer or holding an item they name
-    (`mentioned_items`). Once the profile's orders were all looked up: those still, if there are any and
-    the request is not about all orders or items; else every order looked up."""
+    (`mentioned_items`), and then also one they point at by its status (`status_pointed`). Once the
+    profile's orders were all looked up: those still, if there are any and the request is not about all
+    orders or items; else every order looked up."""
     wanted = {str(i["item_id"]) for i in mentioned}
     holding = {
         o for o, order in facts.orders.items() if any(str(i["item_id"]) in wanted for i in _items(order))
     }
     pointed = (set(named) | holding) & set(facts.orders)
+    if pointed:  # an order pointed at by its status too ("return the lamp, and send my pending order to...")
+        pointed |= status_pointed(facts)
     if _every_order_read(facts):
         said = " ".join(facts.customer_texts)
         if not pointed or _ALL_OF.search(said) or _ALL_ITEMS.search(said):
             return set(facts.orders)
     return pointed
+
+
+# An order pointed at by its status: "my pending order", "the delivered order's item".
+_BY_STATUS = re.compile(r"\b(?:my|the) (pending|delivered|processed) order\b", re.I)
+
+
+def status_pointed(facts: Facts) -> set[str]:
+    """The order the customer points at by its status ("send my pending order to ..."), once every order
+    was looked up and it is the only one in that status."""
+    statuses = {m.group(1).lower() for t in facts.customer_texts for m in _BY_STATUS.finditer(t)}
+    if not statuses or not _every_order_read(facts):
+        return set()
+    found: set[str] = set()
+    for status in statuses:
+        orders = [o for o, order in facts.orders.items() if _status(order) == status]
+        if len(orders) == 1:
+            found.add(orders[0])
+    return found
 
 
 # A request about all of something ("all my pending orders", "every t-shirt", "everything gaming related").

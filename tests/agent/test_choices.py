@@ -1527,3 +1527,52 @@ def test_a_cancelled_order_named_is_no_request_to_cancel(db: RetailDatabase) -> 
         "content": f"Please cancel {order['order_id']}. My email is {user['email']}.",
     }
     assert "cancel_pending_order" in derive(history).names()
+
+
+def test_the_only_order_in_a_status_is_pointed_at_by_it() -> None:
+    user = {
+        "user_id": "kim_lee_1",
+        "email": "kim@example.com",
+        "orders": ["#W1000001", "#W1000002"],
+        "payment_methods": {"paypal_3": {"source": "paypal", "id": "paypal_3"}},
+    }
+    paid = [{"transaction_type": "payment", "amount": 50, "payment_method_id": "paypal_3"}]
+    delivered = {
+        "order_id": "#W1000001",
+        "status": "delivered",
+        "items": [{"name": "Desk Lamp", "item_id": "11", "product_id": "p1", "options": {}}],
+        "payment_history": paid,
+    }
+    pending = {
+        "order_id": "#W1000002",
+        "status": "pending",
+        "items": [{"name": "Luggage Set", "item_id": "21", "product_id": "p2", "options": {"color": "blue"}}],
+        "payment_history": paid,
+    }
+    luggage = {
+        "product_id": "p2",
+        "name": "Luggage Set",
+        "variants": {
+            "21": {"item_id": "21", "options": {"color": "blue"}, "available": True, "price": 50},
+            "22": {"item_id": "22", "options": {"color": "red"}, "available": True, "price": 60},
+        },
+    }
+    history = _identified(user, "Return the desk lamp, and I'd like my pending order's item changed to red.")
+    history += _call("get_order_details", {"order_id": "#W1000001"}, 3, json.dumps(delivered))
+    history += _call("get_order_details", {"order_id": "#W1000002"}, 4, json.dumps(pending))
+    assert derive(history).admits(ToolCall("get_product_details", {"product_id": "p2"}))
+    history += _call("get_product_details", {"product_id": "p2"}, 5, json.dumps(luggage))
+    swap = {
+        "order_id": "#W1000002",
+        "item_ids": ["21"],
+        "new_item_ids": ["22"],
+        "payment_method_id": "paypal_3",
+    }
+    assert derive(history).admits(ToolCall("modify_pending_order_items", swap))
+    # two pending orders: "my pending order" points at neither
+    second = {**pending, "order_id": "#W1000003"}
+    two = _identified({**user, "orders": [*user["orders"], "#W1000003"]}, history[0]["content"])
+    two += _call("get_order_details", {"order_id": "#W1000001"}, 3, json.dumps(delivered))
+    two += _call("get_order_details", {"order_id": "#W1000002"}, 4, json.dumps(pending))
+    two += _call("get_order_details", {"order_id": "#W1000003"}, 5, json.dumps(second))
+    assert not derive(two).admits(ToolCall("get_product_details", {"product_id": "p2"}))
