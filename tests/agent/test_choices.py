@@ -7,7 +7,7 @@ from typing import Any
 
 from agent import prompts
 from agent.chat_model import ToolCall
-from agent.choices import asks_for_changes, call_key, derive, item_focus, mentioned_items, read_facts
+from agent.choices import Facts, asks_for_changes, call_key, derive, item_focus, mentioned_items, read_facts
 from agent.store.database import RetailDatabase
 from agent.tool_specs import WRITE_TOOLS
 
@@ -45,6 +45,29 @@ def _customer(db: RetailDatabase, status: str) -> tuple[dict[str, Any], dict[str
         if order["status"] == status:
             return data["users"][order["user_id"]], order, data
     raise LookupError(status)
+
+
+def _order_of(status: str, *names: str, order_id: str = "#W1000001") -> dict[str, Any]:
+    """An order of items with these names (item ids 1, 2, ...; product ids p1, p2, ...)."""
+    items = [{"name": n, "item_id": str(k), "product_id": f"p{k}"} for k, n in enumerate(names, start=1)]
+    return {"order_id": order_id, "status": status, "items": items}
+
+
+def _product_of(product_id: str, name: str, colours: dict[str, tuple[str, float]]) -> dict[str, Any]:
+    """A product whose available variants differ by colour: item id -> (colour, price)."""
+    variants = {
+        item: {"item_id": item, "options": {"color": colour}, "available": True, "price": price}
+        for item, (colour, price) in colours.items()
+    }
+    return {"product_id": product_id, "name": name, "variants": variants}
+
+
+def _facts_after(text: str, *orders: dict[str, Any]) -> Facts:
+    """The facts once the customer said `text` and these orders were looked up."""
+    history: list[dict[str, Any]] = [{"role": "user", "content": text}]
+    for n, order in enumerate(orders, start=1):
+        history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+    return read_facts(history)
 
 
 def test_nothing_of_an_account_before_identification(db: RetailDatabase) -> None:
@@ -446,44 +469,17 @@ def test_an_exchange_waits_for_every_named_items_product(db: RetailDatabase) -> 
 
 
 def test_a_word_shared_with_a_named_item_does_not_name_another() -> None:
-    order = {
-        "order_id": "#W1000001",
-        "status": "delivered",
-        "items": [
-            {"name": "Smart Thermostat", "item_id": "1", "product_id": "p1"},
-            {"name": "Smart Watch", "item_id": "2", "product_id": "p2"},
-            {"name": "Jigsaw Puzzle", "item_id": "3", "product_id": "p3"},
-        ],
-    }
-    facts = read_facts(
-        [
-            {"role": "user", "content": "Exchange the smart thermostat, and return the 1000-piece jigsaw."},
-            *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(order)),
-        ]
-    )
+    order = _order_of("delivered", "Smart Thermostat", "Smart Watch", "Jigsaw Puzzle")
+    facts = _facts_after("Exchange the smart thermostat, and return the 1000-piece jigsaw.", order)
     assert [i["item_id"] for i in mentioned_items(facts)] == ["1", "3"]
     assert item_focus(facts, "return") == {"3"} and item_focus(facts, "swap") == {"1"}
 
 
 def test_a_word_ending_a_compound_name_or_two_words_making_one_name_the_item() -> None:
-    order = {
-        "order_id": "#W1000001",
-        "status": "pending",
-        "items": [
-            {"name": "Wristwatch", "item_id": "1", "product_id": "p1"},
-            {"name": "Bookshelf", "item_id": "2", "product_id": "p2"},
-            {"name": "Notebook", "item_id": "3", "product_id": "p3"},
-        ],
-    }
+    order = _order_of("pending", "Wristwatch", "Bookshelf", "Notebook")
 
-    def named(text: str) -> list[str]:
-        facts = read_facts(
-            [
-                {"role": "user", "content": text},
-                *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(order)),
-            ]
-        )
-        return [i["item_id"] for i in mentioned_items(facts)]
+    def named(text: str, *orders: dict[str, Any]) -> list[str]:
+        return [i["item_id"] for i in mentioned_items(_facts_after(text, *(orders or (order,))))]
 
     assert named("I'd like to change my watch to one with a black dial.") == ["1"]
     assert named("Change the book shelf to 4 foot, same colour.") == ["2"]
@@ -493,14 +489,8 @@ def test_a_word_ending_a_compound_name_or_two_words_making_one_name_the_item() -
     assert named("The wrist strap broke; cancel the order.") == []
     assert named("I want to cancel the order.") == []
     # a head said as a whole word wins over a compound that ends with it
-    smart = {**order, "items": [*order["items"], {"name": "Smart Watch", "item_id": "4", "product_id": "p4"}]}
-    facts = read_facts(
-        [
-            {"role": "user", "content": "Return the watch."},
-            *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(smart)),
-        ]
-    )
-    assert [i["item_id"] for i in mentioned_items(facts)] == ["4"]
+    smart = _order_of("pending", "Wristwatch", "Bookshelf", "Notebook", "Smart Watch")
+    assert named("Return the watch.", smart) == ["4"]
 
 
 def test_asking_to_talk_to_a_person_is_a_hand_off_only(db: RetailDatabase) -> None:
@@ -1399,14 +1389,7 @@ def test_no_payment_method_named_means_the_orders_own_until_billing_refuses_it()
         "items": [mug],
         "payment_history": [{"transaction_type": "payment", "amount": 9, "payment_method_id": "paypal_3"}],
     }
-    product = {
-        "product_id": "p1",
-        "name": "Desk Lamp",
-        "variants": {
-            "11": {"item_id": "11", "options": {"color": "white"}, "available": True, "price": 50},
-            "13": {"item_id": "13", "options": {"color": "black"}, "available": True, "price": 70},
-        },
-    }
+    product = _product_of("p1", "Desk Lamp", {"11": ("white", 50), "13": ("black", 70)})
 
     def choices(text: str, *after: dict[str, Any]) -> Any:
         history = _identified(user, text)
@@ -1483,23 +1466,10 @@ def test_an_item_another_was_swapped_to_be_like_is_no_longer_to_swap() -> None:
 
 
 def test_an_item_named_to_say_which_one_is_meant_is_not_part_of_the_request() -> None:
-    order = {
-        "order_id": "#W1000001",
-        "status": "delivered",
-        "items": [
-            {"name": "Backpack", "item_id": "1", "product_id": "p1"},
-            {"name": "Vacuum Cleaner", "item_id": "2", "product_id": "p2"},
-        ],
-    }
+    order = _order_of("delivered", "Backpack", "Vacuum Cleaner")
 
     def focus(text: str) -> set[str]:
-        facts = read_facts(
-            [
-                {"role": "user", "content": text},
-                *_call("get_order_details", {"order_id": "#W1000001"}, 1, json.dumps(order)),
-            ]
-        )
-        return item_focus(facts, "return")
+        return item_focus(_facts_after(text, order), "return")
 
     assert focus("I want to return the backpack I received with the vacuum cleaner.") == {"1"}
     assert focus("Return the backpack that came with my vacuum cleaner, thanks.") == {"1"}
@@ -1549,14 +1519,7 @@ def test_the_only_order_in_a_status_is_pointed_at_by_it() -> None:
         "items": [{"name": "Luggage Set", "item_id": "21", "product_id": "p2", "options": {"color": "blue"}}],
         "payment_history": paid,
     }
-    luggage = {
-        "product_id": "p2",
-        "name": "Luggage Set",
-        "variants": {
-            "21": {"item_id": "21", "options": {"color": "blue"}, "available": True, "price": 50},
-            "22": {"item_id": "22", "options": {"color": "red"}, "available": True, "price": 60},
-        },
-    }
+    luggage = _product_of("p2", "Luggage Set", {"21": ("blue", 50), "22": ("red", 60)})
     history = _identified(user, "Return the desk lamp, and I'd like my pending order's item changed to red.")
     history += _call("get_order_details", {"order_id": "#W1000001"}, 3, json.dumps(delivered))
     history += _call("get_order_details", {"order_id": "#W1000002"}, 4, json.dumps(pending))
