@@ -267,8 +267,9 @@ _CHANGE_CUE = re.compile(r"(?:exchang|swap|replac|switch|trade|chang|modif|upgra
 
 
 def _segment(text: str, own: set[str], others: set[str]) -> list[str] | None:
-    """The words of the text about one item: from where it is named (its sentence's start, or just before
-    it when another item was named earlier in that sentence) up to where another item is named."""
+    """The words of the text about one item: from where it is named (its sentence's start or the last change
+    asked for before it in that sentence, or just before it when another item was named earlier in that
+    sentence) up to where another item is named."""
     tokens: list[str] = []
     starts: list[int] = []  # each token's sentence start
     for sentence in _SENTENCE.split(text):
