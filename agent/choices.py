@@ -25,7 +25,7 @@ from agent import addresses, prompts
 from agent.chat_model import ChatMessage, ToolCall
 from agent.confirmation import is_explicit_yes
 from agent.tool_specs import IDENTIFY_TOOLS, WRITE_TOOLS
-from agent.variants import ITEM_ID, match_variants, price
+from agent.variants import ITEM_ID, match_variants, price, stem
 
 SlotKind = Literal["one", "many", "text"]
 Groups = dict[str, tuple[frozenset[str], ...]]  # per order: groups of item ids a list covers
@@ -622,15 +622,14 @@ def derive(
         every_item = bool(_ALL_ITEMS.search(said))  # "all my items": no item is singled out
         mentioned = mentioned_items(facts)
         wanted = [] if every_item else mentioned
+        by_status = status_pointed(facts) if guided else set()  # "my pending order", the only one pending
         if guided and not every_item:  # a named item's product; any once every order was looked up
             item_products = [str(i.get("product_id")) for i in wanted] or (
                 item_products if _every_order_read(facts) else []
             )
             # and those of the order they point at by its status ("my pending order's item changed to red")
             item_products += [
-                str(i.get("product_id"))
-                for o in sorted(status_pointed(facts))
-                for i in _items(facts.orders[o])
+                str(i.get("product_id")) for o in sorted(by_status) for i in _items(facts.orders[o])
             ]
         catalogue = list(facts.product_list.values())
         if guided:  # from the product list, the products the customer's words name ("a mechanical keyboard")
@@ -655,7 +654,7 @@ def derive(
             every = _every_item_but(facts, said) if every_item else None
             if every is not None:  # all of them ("everything except the mug": but that one)
                 focus = {kind: every for kind in focus}
-            writable = writable_orders(facts, named=named, mentioned=mentioned)
+            writable = writable_orders(facts, named=named, mentioned=mentioned, by_status=by_status)
             writes = _writes(
                 facts,
                 matcher=variant_matcher,
@@ -909,14 +908,10 @@ _GENERIC_NAMES = frozenset(["set", "kit", "pack", "pair", "and", "the", "for", "
 _WORD_RUN = re.compile(r"[a-z]+(?: [a-z]+)*")  # words separated by single spaces only (no punctuation)
 
 
-def _stem(word: str) -> str:
-    return word[:-1] if word.endswith("s") and len(word) > 3 else word
-
-
 def _singulars(word: str) -> set[str]:
     """A plural's singulars past the dropped "s" (`_stem`): "bookshelves" bookshelf, "knives" knife,
     "batteries" battery, "watches" watch, "boxes" box."""
-    found = {_stem(word)}
+    found = {stem(word)}
     if len(word) > 4 and word.endswith("ves"):
         found |= {word[:-3] + "f", word[:-3] + "fe"}
     elif len(word) > 4 and word.endswith("ies"):
@@ -1143,19 +1138,21 @@ _ORDER_WORD = re.compile(r"\border|\bship|\bpackage|\bparcel|\bdeliver", re.I)
 
 
 def writable_orders(
-    facts: Facts, *, named: Sequence[str], mentioned: Sequence[Mapping[str, Any]]
+    facts: Facts,
+    *,
+    named: Sequence[str],
+    mentioned: Sequence[Mapping[str, Any]],
+    by_status: set[str] | None = None,
 ) -> set[str]:
     """The looked-up orders a write may touch: `named` by the customer or holding an item they name
-    (`mentioned_items`), and then also one they point at by its status (`status_pointed`). Once the
+    (`mentioned_items`), and then also one they point at by its status (`status_pointed`, or `by_status`
+    where the caller has it). Once the
     profile's orders were all looked up: those still, if there are any and the request is not about all
     orders or items; else every order looked up."""
-    wanted = {str(i["item_id"]) for i in mentioned}
-    holding = {
-        o for o, order in facts.orders.items() if any(str(i["item_id"]) in wanted for i in _items(order))
-    }
+    holding = _orders_holding(facts, {str(i["item_id"]) for i in mentioned})
     pointed = (set(named) | holding) & set(facts.orders)
     if pointed:  # an order pointed at by its status too ("return the lamp, and send my pending order to...")
-        pointed |= status_pointed(facts)
+        pointed |= status_pointed(facts) if by_status is None else by_status
     if _every_order_read(facts):
         said = " ".join(facts.customer_texts)
         if not pointed or _ALL_OF.search(said) or _ALL_ITEMS.search(said):

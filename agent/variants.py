@@ -187,13 +187,14 @@ def words(text: str) -> list[str]:
     return [_NUMBERS.get(w, _SPELLING.get(w, w)) for w in _WORD.findall(text.lower().replace("-", " "))]
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
+    """A word without a plural's final "s" (the agent's one stemmer of item and option words)."""
     return word[:-1] if word.endswith("s") and len(word) > 3 else word
 
 
 def _same_root(a: str, b: str) -> bool:
     """'sized' and 'size', 'bright' and 'brightness', 'pieces' and 'piece'."""
-    a, b = _stem(a), _stem(b)
+    a, b = stem(a), stem(b)
     short, long = sorted((a, b), key=len)
     return (len(short) >= 4 and long.startswith(short[:-1] if short.endswith("e") else short)) or a == b
 
@@ -216,8 +217,8 @@ def _phrases(value: str, alike: Sequence[str]) -> list[list[str]]:
 def _find(tokens: Sequence[str], phrase: Sequence[str]) -> list[int]:
     """Where the phrase is said, a plural for its singular ("animal theme": animals)."""
     n = len(phrase)
-    want = [_stem(w) for w in phrase]
-    return [i for i in range(len(tokens) - n + 1) if n and [_stem(w) for w in tokens[i : i + n]] == want]
+    want = [stem(w) for w in phrase]
+    return [i for i in range(len(tokens) - n + 1) if n and [stem(w) for w in tokens[i : i + n]] == want]
 
 
 def _a_difference(tokens: Sequence[str], at: int) -> bool:
@@ -276,8 +277,8 @@ def _segment(text: str, own: set[str], others: set[str]) -> list[str] | None:
         start = len(tokens)
         tokens += words(sentence)
         starts += [start] * (len(tokens) - start)
-    mine = [i for i, w in enumerate(tokens) if _stem(w) in own]
-    theirs = [i for i, w in enumerate(tokens) if _stem(w) in others]
+    mine = [i for i, w in enumerate(tokens) if stem(w) in own]
+    theirs = [i for i, w in enumerate(tokens) if stem(w) in others]
     if not mine:
         return None
     cues = [i for i, w in enumerate(tokens) if _CHANGE_CUE.match(w)]
@@ -367,8 +368,8 @@ def match_variants(
     if by_id:  # "change the laptop to item number 9844888101": the one they wrote
         return by_id
     old = {str(k): str(v) for k, v in (item.get("options") or {}).items()}
-    own = {_stem(w) for w in words(str(item.get("name") or "")) if len(w) > 2}
-    others = {_stem(w) for n in other_names for w in words(n) if len(w) > 2}
+    own = {stem(w) for w in words(str(item.get("name") or "")) if len(w) > 2}
+    others = {stem(w) for n in other_names for w in words(n) if len(w) > 2}
     shared = own & others
     joined = " ".join(texts)
     about = _segment(joined, own - shared, others - own) if own - shared else None

@@ -62,6 +62,11 @@ def _product_of(product_id: str, name: str, colours: dict[str, tuple[str, float]
     return {"product_id": product_id, "name": name, "variants": variants}
 
 
+def _swap_args(order_id: str, old: str, new: str, pay: str) -> dict[str, Any]:
+    """The arguments of a one-item swap (an exchange or an item change)."""
+    return {"order_id": order_id, "item_ids": [old], "new_item_ids": [new], "payment_method_id": pay}
+
+
 def _facts_after(text: str, *orders: dict[str, Any]) -> Facts:
     """The facts once the customer said `text` and these orders were looked up."""
     history: list[dict[str, Any]] = [{"role": "user", "content": text}]
@@ -1242,12 +1247,7 @@ def test_after_a_write_an_item_named_for_a_swap_and_not_swapped_yet_is_still_to_
     )
     for n, product in enumerate((laptop_p, watch_p), start=5):
         history += _call("get_product_details", {"product_id": product["product_id"]}, n, json.dumps(product))
-    swap = {
-        "order_id": "#W1000001",
-        "item_ids": ["11"],
-        "new_item_ids": ["119"],
-        "payment_method_id": "paypal_1",
-    }
+    swap = _swap_args("#W1000001", "11", "119", "paypal_1")
     assert derive(history, user_id="u1").admits(ToolCall("modify_pending_order_items", swap))
     changed = {**laptop, "status": "pending (item modified)"}
     history += _call("modify_pending_order_items", swap, 8, json.dumps(changed))
@@ -1341,12 +1341,7 @@ def test_after_a_write_an_item_named_for_a_swap_waits_on_its_products_lookup_not
         "Please change my laptop to a new one, and my watch to a new one too.", [laptop, watch]
     )
     history += _call("get_product_details", {"product_id": "p11"}, 5, json.dumps(laptop_p))
-    swap = {
-        "order_id": "#W1000001",
-        "item_ids": ["11"],
-        "new_item_ids": ["119"],
-        "payment_method_id": "paypal_1",
-    }
+    swap = _swap_args("#W1000001", "11", "119", "paypal_1")
     history += _call(
         "modify_pending_order_items", swap, 6, json.dumps({**laptop, "status": "pending (item modified)"})
     )
@@ -1399,8 +1394,7 @@ def test_no_payment_method_named_means_the_orders_own_until_billing_refuses_it()
         return derive([*history, *after])
 
     def swap(pay: str) -> ToolCall:
-        args = {"order_id": "#W1000001", "item_ids": ["11"], "new_item_ids": ["13"], "payment_method_id": pay}
-        return ToolCall("modify_pending_order_items", args)
+        return ToolCall("modify_pending_order_items", _swap_args("#W1000001", "11", "13", pay))
 
     def refund(pay: str) -> ToolCall:
         args = {"order_id": "#W1000002", "item_ids": ["12"], "payment_method_id": pay}
@@ -1453,12 +1447,7 @@ def test_an_item_another_was_swapped_to_be_like_is_no_longer_to_swap() -> None:
         *_call("get_order_details", {"order_id": "#W1000002"}, 2, json.dumps(delivered)),
     ]
     assert item_focus(read_facts(history), "swap") == {"1", "2", "3"}
-    swap = {
-        "order_id": "#W1000001",
-        "item_ids": ["1"],
-        "new_item_ids": ["2"],
-        "payment_method_id": "paypal_1",
-    }
+    swap = _swap_args("#W1000001", "1", "2", "paypal_1")
     modified = {**pending, "status": "pending (item modified)", "items": [{**grill, "item_id": "2"}]}
     history += _call("modify_pending_order_items", swap, 3, json.dumps(modified))
     # the received grill was the model of that change: what is left to swap is the luggage set
@@ -1525,12 +1514,7 @@ def test_the_only_order_in_a_status_is_pointed_at_by_it() -> None:
     history += _call("get_order_details", {"order_id": "#W1000002"}, 4, json.dumps(pending))
     assert derive(history).admits(ToolCall("get_product_details", {"product_id": "p2"}))
     history += _call("get_product_details", {"product_id": "p2"}, 5, json.dumps(luggage))
-    swap = {
-        "order_id": "#W1000002",
-        "item_ids": ["21"],
-        "new_item_ids": ["22"],
-        "payment_method_id": "paypal_3",
-    }
+    swap = _swap_args("#W1000002", "21", "22", "paypal_3")
     assert derive(history).admits(ToolCall("modify_pending_order_items", swap))
     # two pending orders: "my pending order" points at neither
     second = {**pending, "order_id": "#W1000003"}
