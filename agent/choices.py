@@ -333,7 +333,7 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
                 facts.saw_address(data)
                 if "order_id" in data:
                     facts.orders[str(data["order_id"])] = data
-                elif "user_id" in data:
+                elif name == "modify_user_address" or "user_id" in data:
                     facts.profile = data  # an address change returns the updated profile
             continue
         if name in IDENTIFY_TOOLS and isinstance(data, str | type(None)):
@@ -542,6 +542,8 @@ def derive(
     Always: identification first, reads of the customer's own records, writes only on orders looked up in the
     status they need. `guided` (the agent's decisions; off for a reviewer, who may pick any safe step) also
     orders the work as an agent does it, so the model cannot skip ahead:
+    - identification with what the customer wrote, while a lookup not tried yet is possible, then the
+      profile (where they named no order by its id) come before any other step (`_first_reads`);
     - orders are looked up one at a time: the ones the customer named (before the profile, too), then the
       profile's, in its order (an order looked up before the last write may be read again);
     - a write needs its order named by the customer, or holding an item the customer's words name
@@ -552,7 +554,7 @@ def derive(
     - a product lookup is of a named item's product, or of any item once every order was looked up, or of
       a product of the product list that the customer's words name;
     - a write only of a kind the customer's current request asks for (`WRITE_CUES`: "cancel" is never a
-      return), a product lookup only for a swap or a product question;
+      return), a product lookup only for a swap or a product question (not for "change the address");
     - a policy search only as the first step after the customer's message (besides identification), of
       that message's words, and not for a request about their own orders ("I want to cancel my order",
       "what is the status of my orders?") unless it also asks a policy question ("how long do I have?");
@@ -635,7 +637,7 @@ def derive(
         if guided:  # from the product list, the products the customer's words name ("a mechanical keyboard")
             words = _name_tokens(said)
             catalogue = [pid for name, pid in facts.product_list.items() if _head_tokens(name) & words]
-        if not guided or PRODUCT_CUE.search(request):  # a swap or a product question
+        if not guided or _product_asked(request):  # a swap or a product question
             read(
                 "get_product_details", "product_id", [*item_products, *catalogue, *_PRODUCT_ID.findall(said)]
             )
@@ -645,7 +647,7 @@ def derive(
             item_ids = _PRODUCT_ID.findall(said)
         read("get_item_details", "item_id", item_ids)
         listed = facts.product_list or _read_key("list_all_product_types", {}) in facts.reads
-        if not listed and (not guided or PRODUCT_CUE.search(request)):
+        if not listed and (not guided or _product_asked(request)):
             actions.append(Action("list_all_product_types"))
         if not guided or AMOUNT_CUE.search(request):  # a total, a difference, a balance asked for
             actions.append(Action("calculate", (Slot("expression", kind="text", max_tokens=40),)))
@@ -697,6 +699,9 @@ def derive(
     ):
         # "can I talk to a human?": the customer's explicit ask is done, not searched or argued with
         return Choices(actions=(hand_off,), reply=False, reply_text=False)
+    first_reads = _first_reads(facts, actions) if guided else []
+    if first_reads:  # who they are, then their profile: before any other step
+        return Choices(actions=tuple(first_reads), reply=False, reply_text=False, excluded=_tried_ids(facts))
     # "What is the status of my orders?" as the customer's latest words is the request, whatever came before
     # ("how long do refunds take?" is no ask for a refund): no write now
     latest = next((t for t in reversed(texts) if not _bare(t)), "")
@@ -754,6 +759,39 @@ def derive(
     # a write the customer turned down, a calculation already made (the same expression gives the same)
     excluded = frozenset([*facts.declined, *facts.calculated]) if guided else frozenset()
     return Choices(actions=tuple(actions), reply=reply, reply_text=reply_text, excluded=excluded)
+
+
+def _swap_asked(request: str) -> bool:
+    """Whether the request asks for an item to be exchanged or changed."""
+    return any(WRITE_CUES[name].search(request) and _asked_for(name, request) for name in _ITEM_WRITES)
+
+
+def _product_asked(request: str) -> bool:
+    """Whether the request asks for an item swap or about products ("which colours does it come in?"): a
+    swap word beside an address change ("change the address of all my orders") asks neither."""
+    return _swap_asked(request) or bool(PRODUCT_CUE.search(_SWAP_WORDS.sub("", request)))
+
+
+def _tried_ids(facts: Facts) -> frozenset[str]:
+    """The identification lookups made already (found or not: the same one gives the same)."""
+    return frozenset(k for k in facts.reads if k.split("{", 1)[0] in IDENTIFY_TOOLS)
+
+
+def _first_reads(facts: Facts, actions: Sequence[Action]) -> list[Action]:
+    """The step that comes before any other where one is possible: identification with what the customer
+    wrote (one not tried yet, if a lookup failed: their email after their name and zip), then, once
+    identified, the profile, where they named no order by its id (that order is looked up first, and may be
+    all the request needs). Empty: no such step now."""
+    if facts.user_id is None:
+        tried = {k.split("{", 1)[0] for k in _tried_ids(facts)}  # the emails offered are those not tried
+        return [
+            a
+            for a in actions
+            if a.name == "find_user_id_by_email" or (a.name in IDENTIFY_TOOLS and a.name not in tried)
+        ]
+    if facts.profile is not None or named_orders(" ".join(facts.customer_texts)):
+        return []
+    return [a for a in actions if a.name == "get_user_details"]
 
 
 def _kinds_left(facts: Facts, request: str) -> set[str]:

@@ -82,11 +82,12 @@ def test_nothing_of_an_account_before_identification(db: RetailDatabase) -> None
     assert "get_order_details" not in possible.names()
     assert not any(name.startswith(("return", "cancel", "modify", "exchange")) for name in possible.names())
     assert not possible.admits(ToolCall("find_user_id_by_email", {"email": user["email"]}))  # not said yet
+    assert possible.reply and not possible.reply_text  # the graph asks for identification itself
     said.append({"role": "user", "content": f"my email is {user['email']}"})
     possible = derive(said)
     assert possible.admits(ToolCall("find_user_id_by_email", {"email": user["email"]}))
     assert not possible.admits(ToolCall("find_user_id_by_email", {"email": "someone@else.com"}))
-    assert possible.reply and not possible.reply_text  # the graph asks for identification itself
+    assert possible.names() == ["find_user_id_by_email"] and not possible.reply  # who they are comes first
 
 
 def test_name_and_zip_come_from_the_customers_words(db: RetailDatabase) -> None:
@@ -253,6 +254,49 @@ def test_a_write_waits_for_the_order_holding_what_the_customer_names(db: RetailD
     assert products is not None and products.slots[0].values == (item["product_id"],)
 
 
+def test_who_they_are_then_their_profile_come_before_any_other_step(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    first, last = user["name"]["first_name"], user["name"]["last_name"]
+    zip_code = user["address"]["zip"]
+    text = (
+        f"I'm {first} {last}, zip {zip_code}, or try {user['email']}. How long do I have to return "
+        "something? And what colours does the lamp come in?"
+    )
+    history: list[dict[str, Any]] = [{"role": "user", "content": text}]
+    possible = derive(history)
+    assert set(possible.names()) == {"find_user_id_by_email", "find_user_id_by_name_zip"}
+    assert not possible.reply  # no search, no reply, while who they are can be looked up
+    wrong = {"first_name": first, "last_name": last, "zip": zip_code}
+    history += _call("find_user_id_by_name_zip", wrong, 1, "Error: user not found")
+    possible = derive(history)
+    assert possible.names() == ["find_user_id_by_email"]  # a lookup not tried yet, before a hand-off
+    assert not possible.admits(ToolCall("find_user_id_by_name_zip", wrong))
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 2, user["user_id"])
+    possible = derive(history)
+    assert possible.names() == ["get_user_details"] and not possible.reply  # then the profile
+    history += _call("get_user_details", {"user_id": user["user_id"]}, 3, json.dumps(user))
+    assert "search_policies" in derive(history).names()  # and then the question
+    named = orders[-1]["order_id"]
+    history = [{"role": "user", "content": f"I have a question about order {named}. I am {user['email']}"}]
+    history += _call("find_user_id_by_email", {"email": user["email"]}, 1, user["user_id"])
+    names = derive(history).names()
+    assert "get_order_details" in names and "get_user_details" not in names  # an order named comes first
+    history += _call("get_order_details", {"order_id": named}, 2, json.dumps(orders[-1]))
+    possible = derive(history)
+    assert "get_user_details" in possible.names() and possible.reply  # and may be all the request needs
+
+
+def test_a_change_of_address_alone_looks_up_no_product(db: RetailDatabase) -> None:
+    user, orders = _two_order_customer(db)
+    move = "Please change the addresses of all my orders that can still be changed to 101 Highway, New York."
+    history = _identified(user, move)
+    history += _call("get_order_details", {"order_id": orders[0]["order_id"]}, 3, json.dumps(orders[0]))
+    names = derive(history).names()
+    assert "get_product_details" not in names and "list_all_product_types" not in names
+    history.append({"role": "user", "content": "And can I change the lamp to a blue one?"})
+    assert "list_all_product_types" in derive(history).names()  # an item swap asks for products
+
+
 def test_a_policy_search_comes_first_in_a_turn(db: RetailDatabase) -> None:
     user, orders = _two_order_customer(db)
     history = _identified(user, "How long do I have to return something?")
@@ -396,7 +440,8 @@ def test_changing_the_default_address_back_offers_the_one_it_had(db: RetailDatab
     user, _ = _pending_customer(db)
     new = {"address1": "101 Highway", "address2": "", "city": "New York", "state": "NY", "country": "USA"}
     history = _identified(user, "Change my default address to 101 Highway, New York, NY 10001.")
-    changed = {**user, "address": {**new, "zip": "10001"}}
+    # the profile as the CRM returns it after the change (the record has no user id in it)
+    changed = {**{k: v for k, v in user.items() if k != "user_id"}, "address": {**new, "zip": "10001"}}
     args = {"user_id": user["user_id"], **new, "zip": "10001"}
     assert derive(history).admits(ToolCall("modify_user_address", args))
     history += _call("modify_user_address", args, 3, json.dumps(changed))
