@@ -913,6 +913,7 @@ _ALL_ITEMS = re.compile(
     r"(?:\w+\s+)?(?:items?|things|products|orders?|pieces)\b|\beverything\b|\b(?:entire|whole)\s+order\b",
     re.I,
 )
+_WHOLE_ORDER = re.compile(r"\b(?:entire|whole)\s+order\b", re.I)
 _EVERY_ITEM = re.compile(
     r"\b(?:all|every|each)\s+(?:of\s+)?(?:my|the|its|their|these|those|this|that)?\s*"
     r"(?:\w+\s+)?(?:items?|things|products|pieces)\b|\beverything\b|\b(?:entire|whole)\s+order\b",
@@ -1006,10 +1007,15 @@ def _named_in(said: set[str], items: Sequence[Mapping[str, Any]]) -> list[Mappin
 
 def mentioned_items(facts: Facts, texts: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The items of the orders looked up whose product the customer's words (or `texts`) name."""
-    said = _name_tokens(" ".join(facts.customer_texts if texts is None else texts))
+    # "change the luggage set for a coat": what they would like instead names no item of theirs
+    said = _name_tokens(_WANTED_INSTEAD.sub(" ", " ".join(facts.customer_texts if texts is None else texts)))
     items = [item for order in facts.orders.values() for item in _items(order)]
     named = _named_in(said, items)
     return [i for i in items if i in named]
+
+
+# What the customer would like in place of an item: "(exchange the lamp) for a less bright one".
+_WANTED_INSTEAD = re.compile(r"\bfor (?:a|an)\s+[^,.;:!?]*?(?=\s+(?:and|but|or)\b|[,.;:!?]|$)", re.I)
 
 
 # A request's clauses start at a write's cue: "return (the bottle), and exchange (the lamp), cancel (...)".
@@ -1193,7 +1199,8 @@ def writable_orders(
         pointed |= status_pointed(facts) if by_status is None else by_status
     if _every_order_read(facts):
         said = " ".join(facts.customer_texts)
-        if not pointed or _ALL_OF.search(said) or _ALL_ITEMS.search(said):
+        # "cancel the entire order" is all of one order's items: no other order opens by it
+        if not pointed or _ALL_OF.search(said) or _ALL_ITEMS.search(_WHOLE_ORDER.sub(" ", said)):
             return set(facts.orders)
     return pointed
 

@@ -7,7 +7,16 @@ from typing import Any
 
 from agent import prompts
 from agent.chat_model import ToolCall
-from agent.choices import Facts, asks_for_changes, call_key, derive, item_focus, mentioned_items, read_facts
+from agent.choices import (
+    Facts,
+    asks_for_changes,
+    call_key,
+    derive,
+    item_focus,
+    mentioned_items,
+    read_facts,
+    writable_orders,
+)
 from agent.store.database import RetailDatabase
 from agent.tool_specs import WRITE_TOOLS
 
@@ -829,6 +838,21 @@ def test_a_write_confirmed_with_a_yes_is_not_declined(db: RetailDatabase) -> Non
     history.append({"role": "user", "content": "Yes, please go ahead."})
     assert read_facts(history).declined == []
     assert derive(history).admits(call)  # the gate then executes it
+
+
+def test_what_they_want_instead_and_the_entire_order_name_no_other_order() -> None:
+    luggage = _order_of("pending", "Luggage Set", "Smart Watch", order_id="#W1000001")
+    coat = _order_of("pending", "Coat", order_id="#W1000002")
+    coat["items"][0].update(item_id="3", product_id="p3")  # its own ids
+    text = (
+        "I want to change the luggage set in my order for a coat. If that is not possible, cancel the "
+        "entire order."
+    )
+    facts = _facts_after(text, luggage, coat)
+    facts.profile = {"orders": [luggage["order_id"], coat["order_id"]]}
+    assert [i["name"] for i in mentioned_items(facts)] == ["Luggage Set"]  # the coat: what they would like
+    mentioned = mentioned_items(facts)
+    assert writable_orders(facts, named=[], mentioned=mentioned) == {luggage["order_id"]}
 
 
 def test_from_the_product_list_only_a_product_the_customer_names_is_looked_up(db: RetailDatabase) -> None:
