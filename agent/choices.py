@@ -781,7 +781,8 @@ def _first_reads(facts: Facts, actions: Sequence[Action]) -> list[Action]:
     """The step that comes before any other where one is possible: identification with what the customer
     wrote (one not tried yet, if a lookup failed: their email after their name and zip), then, once
     identified, the profile, where they named no order by its id (that order is looked up first, and may be
-    all the request needs). Empty: no such step now."""
+    all the request needs) and ask nothing to search ("how long do I have?" may be answered at once).
+    Empty: no such step now."""
     if facts.user_id is None:
         tried = {k.split("{", 1)[0] for k in _tried_ids(facts)}  # the emails offered are those not tried
         return [
@@ -789,7 +790,8 @@ def _first_reads(facts: Facts, actions: Sequence[Action]) -> list[Action]:
             for a in actions
             if a.name == "find_user_id_by_email" or (a.name in IDENTIFY_TOOLS and a.name not in tried)
         ]
-    if facts.profile is not None or named_orders(" ".join(facts.customer_texts)):
+    searchable = any(a.name == "search_policies" for a in actions)  # a question to search comes first
+    if facts.profile is not None or searchable or named_orders(" ".join(facts.customer_texts)):
         return []
     return [a for a in actions if a.name == "get_user_details"]
 

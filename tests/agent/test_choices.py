@@ -267,10 +267,7 @@ def test_who_they_are_then_their_profile_come_before_any_other_step(db: RetailDa
     user, orders = _two_order_customer(db)
     first, last = user["name"]["first_name"], user["name"]["last_name"]
     zip_code = user["address"]["zip"]
-    text = (
-        f"I'm {first} {last}, zip {zip_code}, or try {user['email']}. How long do I have to return "
-        "something? And what colours does the lamp come in?"
-    )
+    text = f"I'm {first} {last}, zip {zip_code}, or try {user['email']}. I want to exchange the lamp."
     history: list[dict[str, Any]] = [{"role": "user", "content": text}]
     possible = derive(history)
     assert set(possible.names()) == {"find_user_id_by_email", "find_user_id_by_name_zip"}
@@ -283,8 +280,9 @@ def test_who_they_are_then_their_profile_come_before_any_other_step(db: RetailDa
     history += _call("find_user_id_by_email", {"email": user["email"]}, 2, user["user_id"])
     possible = derive(history)
     assert possible.names() == ["get_user_details"] and not possible.reply  # then the profile
-    history += _call("get_user_details", {"user_id": user["user_id"]}, 3, json.dumps(user))
-    assert "search_policies" in derive(history).names()  # and then the question
+    question = [{"role": "user", "content": "How long do I have to return something?"}]
+    possible = derive(question, user_id=user["user_id"])  # a question to search: it may come first
+    assert {"search_policies", "get_user_details"} <= set(possible.names())
     named = orders[-1]["order_id"]
     history = [{"role": "user", "content": f"I have a question about order {named}. I am {user['email']}"}]
     history += _call("find_user_id_by_email", {"email": user["email"]}, 1, user["user_id"])

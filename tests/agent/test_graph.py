@@ -1186,7 +1186,7 @@ def test_an_identical_read_is_not_repeated_and_the_turn_ends(
 def test_product_lookup_takes_an_id_the_customer_typed_or_one_from_the_catalogue(
     make_agent: Callable[..., Any], db: RetailDatabase
 ) -> None:
-    _, user = customer(db, 0)
+    user_id, user = customer(db, 0)
     products = list(db.export()["products"].values())
     product, second = products[0], products[1]
     item_id = next(iter(product["variants"]))
@@ -1194,6 +1194,7 @@ def test_product_lookup_takes_an_id_the_customer_typed_or_one_from_the_catalogue
     agent = make_agent(model)
     identify(agent, model, user)
     model._script[:0] = [
+        call("get_user_details", user_id=user_id),  # the profile before any other step
         call("get_product_details", product_id=product["name"].lower()),  # a name is not an id
         call("get_product_details", product_id="nothing"),
         call("get_product_details", product_id=item_id),  # the item id the customer typed
@@ -1201,7 +1202,7 @@ def test_product_lookup_takes_an_id_the_customer_typed_or_one_from_the_catalogue
     ]
     events = turn(agent, f"what options does item {item_id} come in?")
     assert invalid_calls(events) == ["get_product_details"] * 2
-    assert [r["ok"] for r in tool_results(events)] == [False, False, True]
+    assert [r["ok"] for r in tool_results(events)] == [True, False, False, True]
     assert product["product_id"] in tool_results(events)[-1]["content"]
     # a product named in words is found through the catalogue
     model._script[:0] = [
