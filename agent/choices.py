@@ -577,6 +577,7 @@ def derive(
     texts = facts.customer_texts
     said = " ".join(texts)
     request = request_text(texts)
+    named = named_orders(said)  # orders named by their ids
     actions: list[Action] = []
 
     def read(name: str, slot: str, values: Sequence[str]) -> None:
@@ -602,7 +603,6 @@ def derive(
             actions.append(Action("find_user_id_by_name_zip", slots))
     else:
         profile_orders = [str(o) for o in (facts.profile or {}).get("orders") or []]
-        named = named_orders(said)
         tried = [
             o
             for o in named
@@ -699,7 +699,7 @@ def derive(
     ):
         # "can I talk to a human?": the customer's explicit ask is done, not searched or argued with
         return Choices(actions=(hand_off,), reply=False, reply_text=False)
-    first_reads = _first_reads(facts, actions) if guided else []
+    first_reads = _first_reads(facts, actions, named=bool(named)) if guided else []
     if first_reads:  # who they are, then their profile: before any other step
         return Choices(actions=tuple(first_reads), reply=False, reply_text=False, excluded=_tried_ids(facts))
     # "What is the status of my orders?" as the customer's latest words is the request, whatever came before
@@ -769,7 +769,12 @@ def _swap_asked(request: str) -> bool:
 def _product_asked(request: str) -> bool:
     """Whether the request asks for an item swap or about products ("which colours does it come in?"): a
     swap word beside an address change ("change the address of all my orders") asks neither."""
-    return _swap_asked(request) or bool(PRODUCT_CUE.search(_SWAP_WORDS.sub("", request)))
+    return _swap_asked(request) or _product_words(request)
+
+
+def _product_words(request: str) -> bool:
+    """Whether the request speaks of products ("a bigger size", "the red one") besides its swap words."""
+    return bool(PRODUCT_CUE.search(_SWAP_WORDS.sub("", request)))
 
 
 def _tried_ids(facts: Facts) -> frozenset[str]:
@@ -777,10 +782,10 @@ def _tried_ids(facts: Facts) -> frozenset[str]:
     return frozenset(k for k in facts.reads if k.split("{", 1)[0] in IDENTIFY_TOOLS)
 
 
-def _first_reads(facts: Facts, actions: Sequence[Action]) -> list[Action]:
+def _first_reads(facts: Facts, actions: Sequence[Action], *, named: bool) -> list[Action]:
     """The step that comes before any other where one is possible: identification with what the customer
     wrote (one not tried yet, if a lookup failed: their email after their name and zip), then, once
-    identified, the profile, where they named no order by its id (that order is looked up first, and may be
+    identified, the profile, where they `named` no order by its id (that order is looked up first, and may be
     all the request needs) and ask nothing to search ("how long do I have?" may be answered at once).
     Empty: no such step now."""
     if facts.user_id is None:
@@ -791,7 +796,7 @@ def _first_reads(facts: Facts, actions: Sequence[Action]) -> list[Action]:
             if a.name == "find_user_id_by_email" or (a.name in IDENTIFY_TOOLS and a.name not in tried)
         ]
     searchable = any(a.name == "search_policies" for a in actions)  # a question to search comes first
-    if facts.profile is not None or searchable or named_orders(" ".join(facts.customer_texts)):
+    if facts.profile is not None or searchable or named:
         return []
     return [a for a in actions if a.name == "get_user_details"]
 
@@ -910,15 +915,15 @@ _WANTS_PERSON = re.compile(
     r"|\b(?:human|live|real)\s+(?:agent|representative|person)\s+please\b",
     re.I,
 )
+_WHOLE_ORDER = re.compile(r"\b(?:entire|whole)\s+order\b", re.I)  # all of one order's items
 _ALL_ITEMS = re.compile(
     r"\b(?:all|every|each)\s+(?:of\s+)?(?:my|the|its|their|these|those|this|that)?\s*"
-    r"(?:\w+\s+)?(?:items?|things|products|orders?|pieces)\b|\beverything\b|\b(?:entire|whole)\s+order\b",
+    r"(?:\w+\s+)?(?:items?|things|products|orders?|pieces)\b|\beverything\b|" + _WHOLE_ORDER.pattern,
     re.I,
 )
-_WHOLE_ORDER = re.compile(r"\b(?:entire|whole)\s+order\b", re.I)
 _EVERY_ITEM = re.compile(
     r"\b(?:all|every|each)\s+(?:of\s+)?(?:my|the|its|their|these|those|this|that)?\s*"
-    r"(?:\w+\s+)?(?:items?|things|products|pieces)\b|\beverything\b|\b(?:entire|whole)\s+order\b",
+    r"(?:\w+\s+)?(?:items?|things|products|pieces)\b|\beverything\b|" + _WHOLE_ORDER.pattern,
     re.I,
 )
 _EXCEPT = re.compile(r"\b(?:except|other than|apart from|besides|excluding|but not|but the)\b", re.I)
@@ -950,7 +955,7 @@ _WORD_RUN = re.compile(r"[a-z]+(?: [a-z]+)*")  # words separated by single space
 
 
 def _singulars(word: str) -> set[str]:
-    """A plural's singulars past the dropped "s" (`_stem`): "bookshelves" bookshelf, "knives" knife,
+    """A plural's singulars past the dropped "s" (`variants.stem`): "bookshelves" bookshelf, "knives" knife,
     "batteries" battery, "watches" watch, "boxes" box."""
     found = {stem(word)}
     if len(word) > 4 and word.endswith("ves"):
@@ -1167,7 +1172,7 @@ def _asked_for(name: str, request: str) -> bool:
     """Beyond its cue: "change the order to be shipped to 12 Elm Street" asks for a new address, not new
     items (a swap of items needs a word of its own when the request speaks of an address)."""
     if name in _ITEM_WRITES and WRITE_CUES["modify_pending_order_address"].search(request):
-        return bool(_ITEM_SWAP.search(request) or PRODUCT_CUE.search(_SWAP_WORDS.sub("", request)))
+        return bool(_ITEM_SWAP.search(request)) or _product_words(request)
     if name == "modify_pending_order_address" and _PROFILE_ADDRESS.search(request):
         return bool(_ORDER_WORD.search(request))  # "change my default address to ...": the profile's
     return True
