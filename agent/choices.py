@@ -210,6 +210,37 @@ class Choices:
             and call_key(call.name, call.arguments) not in self.excluded
         )
 
+    def sole_call(self) -> ToolCall | None:
+        """The call the graph makes with nothing left to choose (no reply possible, one action, each argument
+        with one possible value), or None when a model decides the step. Such a step says nothing about a
+        model: scores of models leave it out (`finetune.evaluate.evaluate_constrained`)."""
+        if self.reply or len(self.actions) != 1:
+            return None
+        action = self.actions[0]
+        args: dict[str, Any] = {}
+        for slot in action.slots:
+            if slot.kind == "text":
+                return None
+            if slot.kind == "one":
+                domain = slot.domain(args)
+                if len(domain) != 1:
+                    return None
+                args[slot.name] = domain[0]
+                continue
+            if slot.paired:
+                domains = [slot.domain(args, str(k)) for k in args.get(slot.depends_on or "") or []]
+                if not domains or any(len(d) != 1 for d in domains):
+                    return None
+                args[slot.name] = [d[0] for d in domains]
+            elif slot.is_whole(args) or len(slot.domain(args)) == 1:
+                args[slot.name] = list(slot.domain(args))
+            else:
+                return None
+            if not args[slot.name]:
+                return None
+        call = ToolCall(action.name, args)
+        return call if self.admits(call) else None
+
 
 @dataclass
 class Facts:

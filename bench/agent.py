@@ -7,7 +7,9 @@ Recipe:
      a. Teacher-forced: every gold tool call of the dev replays (dev_replays.jsonl), predicted within what
         `agent.choices` allows at that step (`finetune.evaluate.evaluate_constrained`): next-action accuracy,
         argument exact match, and `reachable` (the share of gold calls the choices allow: the ceiling). Only
-        the decision is made (`DecisionOnly`: a reply's words are not generated; they are not scored).
+        the decision is made (`DecisionOnly`: a reply's words are not generated; they are not scored). The
+        same two scores on the steps where a model has a choice (`dev_choice_*`): a step the choices leave
+        one call to (`Choices.sole_call`) is the graph's, whatever the model.
      b. End to end: each replay (all unless --limit) on a fresh copy of the store, with a scripted customer
         (`Customer`): the replay's first message; that message again when the agent asks for
         identification; a yes (the replay's own words) only to a listing of a gold write not done yet on
@@ -616,7 +618,8 @@ def teacher_forced(label: str, model: ChatModel, bench: Bench) -> Any:
     print(
         f"[{label}] teacher-forced on {report.n} gold calls: next action {report.next_action_acc:.3f}, "
         f"arguments {report.arg_exact:.3f}, reachable {report.reachable:.3f}, "
-        f"{report.seconds_per_step:.2f} s/step",
+        f"{report.seconds_per_step:.2f} s/step; on the {report.n_choice} steps with a choice: next action "
+        f"{report.choice_next_action_acc:.3f}, arguments {report.choice_arg_exact:.3f}",
         flush=True,
     )
     return report
@@ -697,6 +700,10 @@ def evaluate(
         "dev_arg_exact": report.arg_exact,
         "dev_reachable": report.reachable,
         "dev_steps": report.n,
+        # the steps where a model chooses (not one call left by the choices: the graph's, whatever the model)
+        "dev_choice_steps": report.n_choice,
+        "dev_choice_next_action_acc": report.choice_next_action_acc,
+        "dev_choice_arg_exact": report.choice_arg_exact,
         "dev_seconds_per_step": report.seconds_per_step,
         "dev_write_task_success": _share(with_writes),
         "dev_nowrite_task_success": _share(without),
@@ -750,6 +757,7 @@ RATIO_KEYS = ("p50_turn_s", "p95_turn_s", "p50_model_turn_s")
 CHANGE_KEYS = (
     "dev_next_action_acc",
     "dev_arg_exact",
+    "dev_choice_next_action_acc",
     "dev_write_task_success",
     "dev_task_success",
     "policy_answer_rate",
@@ -776,6 +784,9 @@ SUMMARY_KEYS = (
     "dev_next_action_acc",
     "dev_arg_exact",
     "dev_reachable",
+    "dev_choice_steps",
+    "dev_choice_next_action_acc",
+    "dev_choice_arg_exact",
     "dev_write_task_success",
     "dev_nowrite_task_success",
     "dev_task_success",
@@ -790,6 +801,7 @@ SUMMARY_KEYS = (
 BASE_KEYS = (
     "dev_next_action_acc",
     "dev_arg_exact",
+    "dev_choice_next_action_acc",
     "dev_write_task_success",
     "dev_task_success",
     "policy_answer_rate",

@@ -60,6 +60,9 @@ class EvalReport:
     handoff_acc: float | None
     per_category: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Constrained (dev replay) scoring only: next action on the steps where the model has a choice.
+    choice_n: int | None = None
+    choice_next_action_acc: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready report."""
@@ -352,6 +355,11 @@ class ConstrainedReport:
     reachable: float  # share of gold calls that `agent.choices` allows (the ceiling of both scores)
     invalid_calls: int
     seconds_per_step: float
+    # The same two scores on the steps where the model chooses: not those where the choices leave one call
+    # (`Choices.sole_call`), which the graph makes whatever the model.
+    n_choice: int = 0
+    choice_next_action_acc: float = 0.0
+    choice_arg_exact: float = 0.0
     per_tool: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -370,6 +378,7 @@ def evaluate_constrained(
     from agent.prompts import system_prompt
 
     hits = exact = reachable = invalid = 0
+    choice = [0, 0, 0]  # steps with a choice: n, right tool, exact arguments
     per: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     errors: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -388,6 +397,10 @@ def evaluate_constrained(
         ok = hit and got is not None and same_arguments(got.arguments, want["arguments"])
         hits += hit
         exact += ok
+        if possible.sole_call() is None:
+            choice[0] += 1
+            choice[1] += hit
+            choice[2] += ok
         row = per[want["name"]]
         row[0] += 1
         row[1] += hit
@@ -402,6 +415,7 @@ def evaluate_constrained(
                     if got
                     else {"reply": reply.text[:80]},
                     "reachable": possible.admits(gold_call),
+                    "forced": possible.sole_call() is not None,
                 }
             )
     n = len(steps)
@@ -413,6 +427,9 @@ def evaluate_constrained(
         reachable=_ratio(reachable, n),
         invalid_calls=invalid,
         seconds_per_step=(time.perf_counter() - start) / n if n else 0.0,
+        n_choice=choice[0],
+        choice_next_action_acc=_ratio(choice[1], choice[0]),
+        choice_arg_exact=_ratio(choice[2], choice[0]),
         per_tool={
             k: {"n": v[0], "acc": _ratio(v[1], v[0]), "arg_exact": _ratio(v[2], v[0])}
             for k, v in sorted(per.items())

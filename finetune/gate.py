@@ -53,17 +53,32 @@ class GateResult:
 
 
 def _summary(r: EvalReport) -> dict[str, Any]:
-    keys = ("model", "n", "next_action_acc", "arg_exact", "valid_rate", "refusal_acc", "handoff_acc")
+    keys = (
+        "model",
+        "n",
+        "next_action_acc",
+        "choice_n",
+        "choice_next_action_acc",
+        "arg_exact",
+        "valid_rate",
+        "refusal_acc",
+        "handoff_acc",
+    )
     return {k: getattr(r, k) for k in keys}
 
 
 def decide(base: EvalReport, candidate: EvalReport, thresholds: GateThresholds) -> tuple[bool, str]:
-    """The verdict and its reason."""
-    gain = candidate.next_action_acc - base.next_action_acc
+    """The verdict and its reason. On constrained steps the gain counts only the steps where a model chooses:
+    a step the choices leave one call to is the graph's, the same for any model."""
+    got, had, where = candidate.next_action_acc, base.next_action_acc, ""
+    if candidate.choice_next_action_acc is not None and base.choice_next_action_acc is not None:
+        got, had = candidate.choice_next_action_acc, base.choice_next_action_acc
+        where = f" on the {candidate.choice_n} steps with a choice"
+    gain = got - had
     drop = base.valid_rate - candidate.valid_rate
     if gain < thresholds.min_next_action_gain:
         return False, (
-            f"next-action accuracy {candidate.next_action_acc:.3f} vs base {base.next_action_acc:.3f}: "
+            f"next-action accuracy{where} {got:.3f} vs base {had:.3f}: "
             f"gain {gain:+.3f} < required {thresholds.min_next_action_gain:+.3f}"
         )
     if drop > thresholds.max_validity_drop:
@@ -72,7 +87,7 @@ def decide(base: EvalReport, candidate: EvalReport, thresholds: GateThresholds) 
             f"(allowed drop {thresholds.max_validity_drop:.3f})"
         )
     return True, (
-        f"next-action accuracy {candidate.next_action_acc:.3f} vs base {base.next_action_acc:.3f} "
+        f"next-action accuracy{where} {got:.3f} vs base {had:.3f} "
         f"(gain {gain:+.3f}); validity {candidate.valid_rate:.3f} vs {base.valid_rate:.3f}"
     )
 
@@ -128,6 +143,8 @@ def as_eval_report(report: ConstrainedReport) -> EvalReport:
         handoff_acc=report.per_tool.get("transfer_to_human_agents", {}).get("acc"),
         per_category={k: {"n": v["n"], "acc": v["acc"]} for k, v in report.per_tool.items()},
         errors=report.errors[:50],
+        choice_n=report.n_choice,
+        choice_next_action_acc=report.choice_next_action_acc,
     )
 
 
@@ -153,6 +170,15 @@ def write_report(result: GateResult, out_dir: Path) -> Path:
         ("refusal correctness", b.refusal_acc, c.refusal_acc),
         ("hand-off correctness", b.handoff_acc, c.handoff_acc),
     ]
+    if c.choice_n is not None:  # constrained steps: what the gate decides on
+        rows.insert(
+            1,
+            (
+                f"next action, the {c.choice_n} steps with a choice",
+                b.choice_next_action_acc,
+                c.choice_next_action_acc,
+            ),
+        )
     lines = [
         f"# Gate: {'PASSED' if result.passed else 'FAILED'}",
         "",

@@ -272,17 +272,22 @@ def test_who_they_are_then_their_profile_come_before_any_other_step(db: RetailDa
     possible = derive(history)
     assert set(possible.names()) == {"find_user_id_by_email", "find_user_id_by_name_zip"}
     assert not possible.reply  # no search, no reply, while who they are can be looked up
+    assert possible.sole_call() is None  # which lookup is the model's choice
     wrong = {"first_name": first, "last_name": last, "zip": zip_code}
     history += _call("find_user_id_by_name_zip", wrong, 1, "Error: user not found")
     possible = derive(history)
     assert possible.names() == ["find_user_id_by_email"]  # a lookup not tried yet, before a hand-off
     assert not possible.admits(ToolCall("find_user_id_by_name_zip", wrong))
+    # one call, one email in the words: nothing is left to a model
+    assert possible.sole_call() == ToolCall("find_user_id_by_email", {"email": user["email"]})
     history += _call("find_user_id_by_email", {"email": user["email"]}, 2, user["user_id"])
     possible = derive(history)
     assert possible.names() == ["get_user_details"] and not possible.reply  # then the profile
+    assert possible.sole_call() == ToolCall("get_user_details", {"user_id": user["user_id"]})
     question = [{"role": "user", "content": "How long do I have to return something?"}]
     possible = derive(question, user_id=user["user_id"])  # a question to search: it may come first
     assert {"search_policies", "get_user_details"} <= set(possible.names())
+    assert possible.sole_call() is None
     named = orders[-1]["order_id"]
     history = [{"role": "user", "content": f"I have a question about order {named}. I am {user['email']}"}]
     history += _call("find_user_id_by_email", {"email": user["email"]}, 1, user["user_id"])

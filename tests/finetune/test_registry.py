@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,17 @@ def test_gate_decision() -> None:
     ok, why = decide(_report(0.2, 0.95), _report(0.9, 0.9), t)
     assert not ok and "validity" in why
     assert decide(_report(0.2, 0.95), _report(0.9, 0.9), GateThresholds(max_validity_drop=0.1))[0]
+
+
+def test_on_constrained_steps_the_gate_counts_only_the_steps_with_a_choice() -> None:
+    # 0.60 vs 0.48 over all steps, but the steps where a model chose: 0.55 vs 0.47
+    base = replace(_report(0.48, 1.0), choice_n=70, choice_next_action_acc=0.47)
+    candidate = replace(_report(0.60, 1.0), choice_n=70, choice_next_action_acc=0.55)
+    ok, why = decide(base, candidate, GateThresholds())
+    assert not ok and "on the 70 steps with a choice 0.550 vs base 0.470" in why
+    better = replace(candidate, choice_next_action_acc=0.60)
+    ok, why = decide(base, better, GateThresholds())
+    assert ok and "gain +0.130" in why
 
 
 @pytest.fixture
