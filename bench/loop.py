@@ -16,11 +16,14 @@ Recipe:
   4. Export (`serve.transcript_export`, as `specialist transcripts export --reviewed`), then SFT of the
      default adapter on the export (its reviewed steps only, `--weight`) mixed with `--synth` synthesized
      conversations of the default's own recipe (rehearsal: what it knew is not trained away), for a fixed
-     budget (`--steps`, `--minutes`).
+     budget (`--steps`, `--minutes`). With `--method dpo`, DPO of the default adapter instead, on the
+     export's corrections as pairs (chosen = the reviewer's step, rejected = what the model did), the
+     default itself as the reference (no rehearsal data: the reference holds the policy near what it knew).
   5. Gate (`finetune.gate.decide`, the report written into the run folder) and score: the candidate and the
      default, teacher-forced within `agent.choices` on the gold calls of the held-out replays (the first
-     `--heldout`, never in the batch); with `--tasks`, also both end to end on those held-out replays (the
-     scripted customer of bench/agent.py): the share of tasks whose store ends as the gold writes leave it.
+     `--heldout`, never in the batch), the gate on the steps where a model has a choice; with `--tasks`,
+     also both end to end on those held-out replays (the scripted customer of bench/agent.py): the share
+     of tasks whose store ends as the gold writes leave it.
 The last line is one JSON object: conversations, flagged, corrections, export_s, train_s,
 default_next_action_acc, candidate_next_action_acc, gate_passed (and more).
 
@@ -186,11 +189,19 @@ def main() -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="cap both --batch and --heldout (a quick run)"
     )
+    parser.add_argument(
+        "--method",
+        choices=("sft", "dpo"),
+        default="sft",
+        help="sft: the reviewed steps as targets (with --synth rehearsal); dpo: the corrections as "
+        "preference pairs (chosen = the reviewer's step, rejected = the model's), the default the reference",
+    )
     parser.add_argument("--steps", type=int, default=30, help="training steps (the fixed budget)")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget in minutes")
     parser.add_argument(
         "--lr", type=float, default=1e-4, help="learning rate (the default model goes on from its adapter)"
     )
+    parser.add_argument("--beta", type=float, default=0.1, help="DPO's beta (--method dpo)")
     parser.add_argument("--weight", type=float, default=3.0, help="the export's weight in the mix")
     parser.add_argument(
         "--synth", type=int, default=150, help="synthesized conversations (people recipe) mixed in; 0: none"
@@ -221,7 +232,7 @@ def main() -> None:
     from finetune.evaluate import evaluate_constrained, replay_steps
     from finetune.gate import GateResult, GateThresholds, as_eval_report, decide, write_report
     from finetune.registry import DEFAULT_MODEL_DIR, read_run, write_run
-    from finetune.train import train_sft, write_model_card
+    from finetune.train import train_dpo, train_sft, write_model_card
     from ingest import Ingestor, demo_policy_dir
     from retrieval import open_knowledge_base
     from serve.app import create_app
@@ -265,7 +276,11 @@ def main() -> None:
     # the default's held-out score first, on a fresh engine (its score does not depend on the loop)
     steps = replay_steps(replays_path, limit=heldout_n)
     default_report = evaluate_constrained(DecisionOnly(default), steps)
-    print(f"default on {default_report.n} held-out steps: {default_report.next_action_acc:.3f}", flush=True)
+    print(
+        f"default on {default_report.n} held-out steps: {default_report.next_action_acc:.3f} "
+        f"({default_report.choice_next_action_acc:.3f} on the {default_report.n_choice} with a choice)",
+        flush=True,
+    )
 
     # 2-3: the conversations through the service, its flags, the simulated reviewer's verdicts
     app = create_app(settings, model=default)
@@ -334,7 +349,8 @@ def main() -> None:
     print(f"export: {export.to_dict()}", flush=True)
 
     mix = [f"{{path: {export.out}, weight: {args.weight}}}"]
-    if args.synth:  # rehearsal: conversations like the default's training data, so it keeps what it knew
+    # rehearsal (SFT): conversations like the default's training data, so it keeps what it knew
+    if args.synth and args.method == "sft":
         from finetune.people import synth_people
         from finetune.synth import write_jsonl
 
@@ -349,15 +365,22 @@ def main() -> None:
         "run_name=loop",
         f"max_steps={args.steps}",
         f"learning_rate={args.lr}",
+        f"beta={args.beta}",
         f"time_budget_min={args.minutes}",
         f"threads={args.threads}",
     ]
     train_started = time.perf_counter()
-    run = train_sft(TrainConfig.load(Path("cpu-smollm2.yaml"), overrides)) if export.conversations else None
+    config = TrainConfig.load(Path("cpu-smollm2.yaml"), overrides)
+    train = train_dpo if args.method == "dpo" else train_sft
+    run = train(config) if export.conversations else None
     train_s = time.perf_counter() - train_started
 
     # 5: gate and score on the held-out replays
-    result: dict[str, Any] = {"default_next_action_acc": round(default_report.next_action_acc, 4)}
+    result: dict[str, Any] = {
+        "method": args.method,
+        "default_next_action_acc": round(default_report.next_action_acc, 4),
+        "default_choice_next_action_acc": round(default_report.choice_next_action_acc, 4),
+    }
     if run is None:
         result.update(candidate_next_action_acc=None, gate_passed=False, gate_reason="nothing to train on")
     else:
@@ -374,6 +397,7 @@ def main() -> None:
         write_model_card(run.run_dir)
         result.update(
             candidate_next_action_acc=round(cand_report.next_action_acc, 4),
+            candidate_choice_next_action_acc=round(cand_report.choice_next_action_acc, 4),
             gate_passed=passed,
             gate_reason=reason,
             run_dir=str(run.run_dir),

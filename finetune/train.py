@@ -321,7 +321,11 @@ def dpo_rows(tokenizer: Any, rows: Sequence[dict[str, Any]], config: TrainConfig
 
 
 def train_dpo(config: TrainConfig, *, init_adapter: Path | None = None) -> RunResult:
-    """Preference tuning with LoRA on the DPO pairs of the dataset (optionally on top of an SFT adapter)."""
+    """Preference tuning with LoRA on the DPO pairs of the dataset (optionally on top of an SFT adapter:
+    `init_adapter`, else the config's).
+
+    Started from an adapter, the reference is the model DPO starts from (the SFT model), not the base under
+    it: trl copies the adapter, frozen, as "ref" (only the trained one is saved)."""
     import torch
     from datasets import Dataset
     from peft import PeftModel, get_peft_model
@@ -335,9 +339,12 @@ def train_dpo(config: TrainConfig, *, init_adapter: Path | None = None) -> RunRe
         raise InvalidInput(
             f"{dataset_dir / DPO_TRAIN} has no preference pairs (needs corrections or ratings)"
         )
+    start = init_adapter or (Path(config.init_adapter) if config.init_adapter else None)
+    if start is not None and not (start / "adapter_config.json").is_file():
+        raise InvalidInput(f"{start} is not a LoRA adapter folder (no adapter_config.json)")
     model, tokenizer, ref = load_for_training(config)
-    if init_adapter is not None:
-        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    if start is not None:
+        model = PeftModel.from_pretrained(model, str(start), is_trainable=True)
     else:
         model = get_peft_model(model, lora_config(config, model))
     run_dir = new_run_dir(config, "dpo")
@@ -347,12 +354,15 @@ def train_dpo(config: TrainConfig, *, init_adapter: Path | None = None) -> RunRe
         args=args,
         train_dataset=Dataset.from_list(dpo_rows(tokenizer, rows, config)),
         processing_class=tokenizer,
+        callbacks=[_budget(config)],
     )
     started = time.monotonic()
     trainer.train()
     seconds = time.monotonic() - started
     steps = max(1, int(trainer.state.global_step))
-    extra = {"pairs": len(rows), "init_adapter": str(init_adapter) if init_adapter else None}
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")  # the run's adapter is the trained one alone
+    extra = {"pairs": len(rows), "init_adapter": str(start) if start else None}
     _finish(run_dir, config, ref, dataset_dir, trainer, tokenizer, "dpo", seconds / steps, steps, extra)
     return RunResult(run_dir=run_dir, sec_per_step=seconds / steps, steps=steps)
 

@@ -10,6 +10,7 @@ import pytest
 from finetune.base_model import file_sha256, smollm2_gguf_path
 from finetune.dataset import DatasetBuild, build_dataset
 from finetune.train import RunResult, pack_examples
+from specialist.errors import InvalidInput
 
 from .conftest import tiny_config
 
@@ -70,9 +71,33 @@ def test_dpo_run_on_corrections(tmp_path: Path, demo_transcripts: Path) -> None:
     assert metrics["kind"] == "dpo" and metrics["pairs"] == 3
 
 
+def test_dpo_from_an_adapter_is_measured_against_that_adapter(tmp_path: Path, demo_transcripts: Path) -> None:
+    from finetune.registry import DEFAULT_MODEL_DIR
+    from finetune.train import train_dpo
+
+    records = [json.loads(line) for line in demo_transcripts.read_text().splitlines()[:2]]
+    for rec in records:
+        idx = next(i for i, m in enumerate(rec["messages"]) if m["role"] == "assistant")
+        rec["corrections"] = [
+            {"index": idx, "message": {"role": "assistant", "content": "Let me check that."}}
+        ]
+    src = tmp_path / "corrected.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    ds = build_dataset([src], tmp_path / "ds", val_fraction=0.0)
+    config = tiny_config(ds.out_dir, tmp_path / "runs", run_name="dpo-on-default", max_steps=1)
+    result = train_dpo(config, init_adapter=DEFAULT_MODEL_DIR / "adapter")
+    first = next(h for h in json.loads((result.run_dir / "metrics.json").read_text())["log"] if "loss" in h)
+    # the reference is the adapter DPO starts from (not the base under it): before the first update, no
+    # reward either way
+    assert abs(first["rewards/chosen"]) < 0.01 and abs(first["rewards/rejected"]) < 0.01, first
+    adapter = result.run_dir / "adapter"  # the trained adapter alone, not the reference's copy too
+    assert (adapter / "adapter_model.safetensors").exists() and not (adapter / "ref").exists()
+    with pytest.raises(InvalidInput, match="not a LoRA adapter folder"):
+        train_dpo(config, init_adapter=tmp_path)
+
+
 def test_unknown_config_keys_are_refused() -> None:
     from finetune.config import TrainConfig
-    from specialist.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match="unknown config keys: lora_rank"):
         TrainConfig.load(Path("finetune/configs/cpu-smollm2.yaml"), ["lora_rank=8"])
