@@ -52,10 +52,9 @@ def test_packing_keeps_one_loss_span_per_assistant_step(dataset: DatasetBuild) -
     assert targets == len(rows)  # every step's end-of-turn is a training target, once
 
 
-def test_dpo_run_on_corrections(tmp_path: Path, demo_transcripts: Path) -> None:
-    from finetune.train import train_dpo
-
-    records = [json.loads(line) for line in demo_transcripts.read_text().splitlines()[:3]]
+def _corrected(transcripts: Path, tmp_path: Path, n: int) -> DatasetBuild:
+    """A dataset of the first `n` demo transcripts, each with its first assistant step corrected."""
+    records = [json.loads(line) for line in transcripts.read_text().splitlines()[:n]]
     for rec in records:
         idx = next(i for i, m in enumerate(rec["messages"]) if m["role"] == "assistant")
         rec["corrections"] = [
@@ -63,7 +62,13 @@ def test_dpo_run_on_corrections(tmp_path: Path, demo_transcripts: Path) -> None:
         ]
     src = tmp_path / "corrected.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    ds = build_dataset([src], tmp_path / "ds", val_fraction=0.0)
+    return build_dataset([src], tmp_path / "ds", val_fraction=0.0)
+
+
+def test_dpo_run_on_corrections(tmp_path: Path, demo_transcripts: Path) -> None:
+    from finetune.train import train_dpo
+
+    ds = _corrected(demo_transcripts, tmp_path, 3)
     assert ds.manifest["rows"]["dpo_train.jsonl"] == 3
     result = train_dpo(tiny_config(ds.out_dir, tmp_path / "runs", run_name="tiny-dpo", max_length=512))
     assert (result.run_dir / "adapter" / "adapter_model.safetensors").exists()
@@ -75,15 +80,7 @@ def test_dpo_from_an_adapter_is_measured_against_that_adapter(tmp_path: Path, de
     from finetune.registry import DEFAULT_MODEL_DIR
     from finetune.train import train_dpo
 
-    records = [json.loads(line) for line in demo_transcripts.read_text().splitlines()[:2]]
-    for rec in records:
-        idx = next(i for i, m in enumerate(rec["messages"]) if m["role"] == "assistant")
-        rec["corrections"] = [
-            {"index": idx, "message": {"role": "assistant", "content": "Let me check that."}}
-        ]
-    src = tmp_path / "corrected.jsonl"
-    src.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    ds = build_dataset([src], tmp_path / "ds", val_fraction=0.0)
+    ds = _corrected(demo_transcripts, tmp_path, 2)
     config = tiny_config(ds.out_dir, tmp_path / "runs", run_name="dpo-on-default", max_steps=1)
     result = train_dpo(config, init_adapter=DEFAULT_MODEL_DIR / "adapter")
     first = next(h for h in json.loads((result.run_dir / "metrics.json").read_text())["log"] if "loss" in h)
