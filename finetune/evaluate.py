@@ -397,7 +397,8 @@ def evaluate_constrained(
         ok = hit and got is not None and same_arguments(got.arguments, want["arguments"])
         hits += hit
         exact += ok
-        if possible.sole_call() is None:
+        forced = possible.sole_call() is not None
+        if not forced:
             choice[0] += 1
             choice[1] += hit
             choice[2] += ok
@@ -415,7 +416,7 @@ def evaluate_constrained(
                     if got
                     else {"reply": reply.text[:80]},
                     "reachable": possible.admits(gold_call),
-                    "forced": possible.sole_call() is not None,
+                    "forced": forced,
                 }
             )
     n = len(steps)
