@@ -264,6 +264,8 @@ class Facts:
     refused_payments: set[str] = field(default_factory=set)  # of writes billing refused (a low balance...)
     done: list[ToolCall] = field(default_factory=list)  # the writes the systems carried out
     turn_done: list[ToolCall] = field(default_factory=list)  # the same, since the customer's last message
+    answered: set[int] = field(default_factory=set)  # customer messages (`customer_texts` index) replied to
+    # after a policy search and no lookup of their records: questions, answered
 
     @property
     def moved(self) -> set[str]:
@@ -305,6 +307,10 @@ _ADDRESS_WRITES = frozenset(["modify_pending_order_address", "modify_user_addres
 _NOT_NOW = re.compile(r"\b(?:not yet|wait|hold on|hang on|later|a (?:moment|minute|second))\b", re.I)
 
 
+# A turn of only these, then a reply, answered a question (identification may come first)
+_ANSWERING_TOOLS = frozenset({"search_policies", "get_user_details", *IDENTIFY_TOOLS})
+
+
 def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None) -> Facts:
     """The facts of a conversation in OpenAI chat format (tool results matched to their calls)."""
     facts = Facts(user_id=user_id)
@@ -328,6 +334,13 @@ def read_facts(messages: Sequence[dict[str, Any]], *, user_id: str | None = None
             facts.turn_tools = []
             facts.turn_done = []
             facts.turn_failed = False
+        replied = (
+            message.role == "assistant"
+            and not message.tool_calls
+            and bool(message.content and facts.customer_texts)
+        )
+        if replied and "search_policies" in facts.turn_tools and set(facts.turn_tools) <= _ANSWERING_TOOLS:
+            facts.answered.add(len(facts.customer_texts) - 1)
         for made in message.tool_calls:
             calls[made.id] = made
         if message.role != "tool":
@@ -551,10 +564,14 @@ _ANY_CUE = re.compile(
 )
 
 
-def request_text(texts: Sequence[str]) -> str:
-    """The customer's current request: their last two messages that say more than a yes or a no."""
-    said = [t for t in texts if not _bare(t)]
-    return " ".join(said[-2:])
+def request_text(texts: Sequence[str], answered: Collection[int] = ()) -> str:
+    """The customer's current request: their last two messages that say more than a yes or a no. A question
+    answered by a policy search alone (`Facts.answered`) is no part of a later message asking for a change
+    ("how long do I have to return something?", answered, then "please cancel my pending order")."""
+    said = [i for i, t in enumerate(texts) if not _bare(t)][-2:]
+    if len(said) == 2 and said[0] in answered and _ANY_WRITE_CUE.search(texts[said[1]]):
+        said = said[1:]
+    return " ".join(texts[i] for i in said)
 
 
 def _bare(text: str) -> bool:
@@ -607,7 +624,7 @@ def derive(
     facts = read_facts(messages, user_id=user_id)
     texts = facts.customer_texts
     said = " ".join(texts)
-    request = request_text(texts)
+    request = request_text(texts, facts.answered)
     named = named_orders(said)  # orders named by their ids
     actions: list[Action] = []
 

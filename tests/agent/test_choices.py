@@ -742,6 +742,30 @@ def test_a_status_question_after_a_refund_question_asks_for_no_refund(db: Retail
         assert derive(history).status_of == tuple(o["order_id"] for o in orders), then
 
 
+def test_a_policy_question_answered_before_a_request_asks_for_nothing_of_it(db: RetailDatabase) -> None:
+    # tried as a customer: "how long do I have to return something?", answered, then "please cancel my pending
+    # order" was listed with a return of an item nobody asked to send back
+    data = db.export()
+    uid, user = next(
+        (u, user)
+        for u, user in data["users"].items()
+        if {data["orders"][o]["status"] for o in user["orders"] if o in data["orders"]}
+        >= {"pending", "delivered"}
+    )
+    user = {**user, "user_id": uid}
+    orders = [data["orders"][o] for o in user["orders"] if o in data["orders"]]
+    question = "How long do I have to return something?"
+    history = _identified(user, question)
+    history += _call("search_policies", {"query": question}, 3, "[]")
+    history.append({"role": "assistant", "content": "Delivered items can be returned within 30 days."})
+    history.append({"role": "user", "content": "Please cancel my pending order, I ordered it by mistake"})
+    for n, order in enumerate(orders, start=4):
+        history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+    names = derive(history).names()
+    assert "cancel_pending_order" in names
+    assert "return_delivered_order_items" not in names  # the question was answered: no ask for a return
+
+
 def test_a_change_the_records_allow_is_proposed_not_handed_off(db: RetailDatabase) -> None:
     user, order, _ = _customer(db, "delivered")
     uid = order["user_id"]
