@@ -277,10 +277,43 @@ class Facts:
         """The same, since the customer's last message (not changed again before they say more)."""
         return _targets(self.turn_done, _ADDRESS_WRITES)
 
+    def labels(self) -> dict[str, str]:
+        """What the customer calls the ids of the records looked up: an item by its name and options
+        ("Ceramic Mug, 450ml, speckled"), a payment method by its kind ("gift card, balance $130.00")."""
+        out: dict[str, str] = {}
+        for product in self.products.values():
+            for variant in _variants(product):
+                out[str(variant["item_id"])] = _item_words(str(product.get("name") or ""), variant)
+        for order in self.orders.values():
+            for item in _items(order):
+                out[str(item["item_id"])] = _item_words(str(item.get("name") or ""), item)
+        methods = (self.profile or {}).get("payment_methods") or {}
+        for pid, method in methods.items() if isinstance(methods, Mapping) else ():
+            out[str(pid)] = _payment_words(method)
+        return {k: v for k, v in out.items() if v}
+
     def saw_address(self, record: Mapping[str, Any]) -> None:
         """Keep the address of a profile or order record (old ones stay: "change it back")."""
         if isinstance(record.get("address"), Mapping):
             self.addresses = addresses.unique([*self.addresses, addresses.normalized(record["address"])])
+
+
+def _item_words(name: str, record: Mapping[str, Any]) -> str:
+    options = record.get("options")
+    values = ", ".join(str(v) for v in options.values()) if isinstance(options, Mapping) else ""
+    return ", ".join(w for w in (name, values) if w)
+
+
+def _payment_words(method: Any) -> str:
+    if not isinstance(method, Mapping):
+        return ""
+    source = str(method.get("source") or "")
+    if source == "credit_card":
+        brand = str(method.get("brand") or "credit card").title()
+        return f"{brand} ending {method.get('last_four', '')}".strip()
+    if source == "gift_card" and method.get("balance") is not None:
+        return f"gift card, balance ${float(method['balance']):.2f}"
+    return {"paypal": "PayPal", "gift_card": "gift card"}.get(source, source.replace("_", " "))
 
 
 def _targets(calls: Sequence[ToolCall], names: Collection[str]) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 SYSTEM_PROMPT = (
@@ -68,8 +69,20 @@ def too_long(limit: int) -> str:
     return f"Your message is too long (over {limit} characters); please shorten it."
 
 
-def write_details(name: str, arguments: dict[str, object], *, refund: float | None = None) -> str:
-    """The graph's own listing of a write's details, asking for an explicit yes."""
+def write_details(
+    name: str,
+    arguments: dict[str, object],
+    *,
+    refund: float | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """The graph's own listing of a write's details, asking for an explicit yes; `labels` say what an id is
+    in the customer's words ("1125328714 (Ceramic Mug, 450ml, speckled)", "gift_card_3691228 (gift card)")."""
+    labels = labels or {}
+
+    def said(value: object) -> str:
+        return f"{value} ({labels[str(value)]})" if str(value) in labels else str(value)
+
     what = {
         "cancel_pending_order": "cancel order {order_id} (reason: {reason})",
         "modify_pending_order_address": "change the shipping address of order {order_id} to {address}",
@@ -87,7 +100,10 @@ def write_details(name: str, arguments: dict[str, object], *, refund: float | No
         for k in ("address1", "address2", "city", "state", "zip", "country")
         if arguments.get(k)
     )
-    values = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in arguments.items()}
+    values = {
+        k: (", ".join(map(said, v)) if isinstance(v, list) else said(v) if k == "payment_method_id" else v)
+        for k, v in arguments.items()
+    }
     text = "To confirm, I will " + what.format(address=address, **values) + "."
     if refund:
         text += f" Refund: ${refund:.2f}."

@@ -1619,3 +1619,28 @@ def test_the_only_order_in_a_status_is_pointed_at_by_it() -> None:
     two += _call("get_order_details", {"order_id": "#W1000002"}, 4, json.dumps(pending))
     two += _call("get_order_details", {"order_id": "#W1000003"}, 5, json.dumps(second))
     assert not derive(two).admits(ToolCall("get_product_details", {"product_id": "p2"}))
+
+
+def test_a_listing_says_each_id_in_the_customers_words(db: RetailDatabase) -> None:
+    user, order, _ = _customer(db, "delivered")
+    uid = order["user_id"]
+    history = _identified({**user, "user_id": uid}, "I want to return something.")
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    labels = read_facts(history).labels()
+    item = order["items"][0]
+    assert labels[item["item_id"]].startswith(item["name"] + ", ")  # its name, then its options
+    assert all(str(v) in labels[item["item_id"]] for v in item["options"].values())
+    for pid, method in user["payment_methods"].items():
+        words = {
+            "paypal": "PayPal",
+            "gift_card": "gift card",
+            "credit_card": f"ending {method.get('last_four')}",
+        }
+        assert words[method["source"]] in labels[pid]
+    paid = order["payment_history"][0]["payment_method_id"]
+    text = prompts.write_details(
+        "return_delivered_order_items",
+        {"order_id": order["order_id"], "item_ids": [item["item_id"]], "payment_method_id": paid},
+        labels=labels,
+    )
+    assert f"{item['item_id']} ({labels[item['item_id']]})" in text and f"{paid} ({labels[paid]})" in text

@@ -1100,7 +1100,8 @@ def test_an_exchange_offers_only_available_variants_of_the_items_product(
     events = turn(agent, f"I want to exchange the {item['name']} from {oid} for another one")
     assert invalid_calls(events) == ["exchange_delivered_order_items"] * 3
     text = message(events)
-    assert text.startswith(f"To confirm, I will exchange items {item['item_id']} of order {oid}")
+    assert text.startswith(f"To confirm, I will exchange items {item['item_id']} ({item['name']}, ")
+    assert f"of order {oid} for {wanted['item_id']} (" in text  # each id said in the customer's words too
     assert wanted["item_id"] in text and gone["item_id"] not in text and "yes" in text
     model._script[:0] = [say("Your exchange is on its way.")]
     events = turn(agent, "yes")
