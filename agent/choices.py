@@ -279,7 +279,7 @@ class Facts:
 
     def labels(self) -> dict[str, str]:
         """What the customer calls the ids of the records looked up: an item by its name and options
-        ("Ceramic Mug, 450ml, speckled"), a payment method by its kind ("gift card, balance $130.00")."""
+        ("Ceramic Mug, capacity: 450ml, glaze: speckled"), a payment method by its kind ("PayPal")."""
         out: dict[str, str] = {}
         for product in self.products.values():
             for variant in _variants(product):
@@ -300,7 +300,7 @@ class Facts:
 
 def _item_words(name: str, record: Mapping[str, Any]) -> str:
     options = record.get("options")
-    values = ", ".join(str(v) for v in options.values()) if isinstance(options, Mapping) else ""
+    values = ", ".join(f"{k}: {v}" for k, v in options.items()) if isinstance(options, Mapping) else ""
     return ", ".join(w for w in (name, values) if w)
 
 

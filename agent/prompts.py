@@ -77,7 +77,7 @@ def write_details(
     labels: Mapping[str, str] | None = None,
 ) -> str:
     """The graph's own listing of a write's details, asking for an explicit yes; `labels` say what an id is
-    in the customer's words ("1125328714 (Ceramic Mug, 450ml, speckled)", "gift_card_3691228 (gift card)")."""
+    in the customer's words ("1125328714 (Ceramic Mug, capacity: 450ml, ...)", "paypal_5727330 (PayPal)")."""
     labels = labels or {}
 
     def said(value: object) -> str:

@@ -233,13 +233,14 @@ _NOT_A_UNIT = frozenset(["or", "and", "to", "but", "if"])  # "size 10 or bigger"
 
 def _yes_no(tokens: Sequence[str], value: str, name: Sequence[str]) -> list[int]:
     """Where an option said as present or absent fits this value: "with a visor" (yes), "no backlight",
-    "without a visor" (no, none)."""
+    "without a visor", "not waterproof", "a non-waterproof one", "one that isn't waterproof" (no, none)."""
     if not name:
         return []
     if value.lower() == "yes":
         cues = [["with", *name], ["with", "a", *name], ["with", "an", *name]]
     elif value.lower() in ("no", "none"):
         cues = [["no", *name], ["without", *name], ["without", "a", *name], ["without", "an", *name]]
+        cues += [["not", *name], ["non", *name], ["isn", "t", *name], ["not", "a", *name]]
     else:
         return []
     return [i for cue in cues for i in _find(tokens, cue)]

@@ -56,6 +56,19 @@ def test_a_value_is_bound_to_the_option_named_next_to_it() -> None:
     assert {"size": "M", "color": "white", "visor": "yes"} in got and all(g["size"] == "M" for g in got)
 
 
+def test_an_option_said_as_absent_is_its_no() -> None:
+    # tried as a customer: "one that's not waterproof" was listed as another waterproof speaker
+    old = {"color": "black", "battery": "20h", "waterproof": "yes"}
+    for said in (
+        "I'd like to exchange my bluetooth speaker for one that's not waterproof",
+        "Swap the speaker for a non-waterproof one.",
+        "I want a speaker that isn't waterproof instead",
+    ):
+        got = _match("Bluetooth Speaker", old, said)
+        assert got and all(g["waterproof"] == "no" for g in got), said
+        assert got[0]["color"] == "black", said  # what they did not speak of stays as it was
+
+
 def test_an_order_of_preference_takes_the_first_there_is() -> None:
     old = {"color": "black", "battery": "10h", "waterproof": "yes"}
     said = "Swap the speaker for another color (teal over red over black)."
