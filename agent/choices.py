@@ -576,6 +576,21 @@ def _impersonal_question(text: str) -> bool:
     )
 
 
+def _timing_question(text: str) -> bool:
+    """When something happens by the store's rules ("When will I see my refund?", "How soon is an exchange
+    shipped?"): the policies say it, not the customer's records (unless it asks where their order is)."""
+    return (
+        bool(_TIMING.search(text))
+        and bool(_STORE_TOPIC.search(text))
+        and not _STATUS_QUESTION.search(text)
+        and not asks_for_changes(text)
+        and not named_orders(text)
+    )
+
+
+_TIMING = re.compile(
+    r"\b(?:when (?:will|do|does|can|would|should|is|are)|how (?:long|soon|quickly|fast))\b", re.I
+)
 # What the store's policies speak of ("and the water bottle?" is a product, not a policy)
 _STORE_TOPIC = re.compile(
     r"refund|return|exchang|gift ?cards?|ship|deliver|warrant|expir|fees?\b|cancel|polic|payment|points",
@@ -767,7 +782,9 @@ def derive(
     searchable = bool(queries) and (not guided or (first_step and not asks_account))
     if searchable:
         search = Action("search_policies", (Slot("query", values=queries[:3]),))
-        if guided and (_policy_only(queries[0]) or _impersonal_question(queries[0])):
+        if guided and (
+            _policy_only(queries[0]) or _impersonal_question(queries[0]) or _timing_question(queries[0])
+        ):
             actions = []  # "what is your return policy?": its search is the step, not the customer's records
         actions.append(search)
     looked_into = facts.profile is not None and bool(facts.orders)

@@ -284,7 +284,7 @@ def test_who_they_are_then_their_profile_come_before_any_other_step(db: RetailDa
     possible = derive(history)
     assert possible.names() == ["get_user_details"] and not possible.reply  # then the profile
     assert possible.sole_call() == ToolCall("get_user_details", {"user_id": user["user_id"]})
-    question = [{"role": "user", "content": "How long do I have to return something?"}]
+    question = [{"role": "user", "content": "Can I return something I bought?"}]
     possible = derive(question, user_id=user["user_id"])  # a question to search: it may come first
     assert {"search_policies", "get_user_details"} <= set(possible.names())
     assert possible.sole_call() is None
@@ -1644,3 +1644,21 @@ def test_a_listing_says_each_id_in_the_customers_words(db: RetailDatabase) -> No
         labels=labels,
     )
     assert f"{item['item_id']} ({labels[item['item_id']]})" in text and f"{paid} ({labels[paid]})" in text
+
+
+def test_a_question_of_when_the_store_does_something_is_searched_first(db: RetailDatabase) -> None:
+    # tried as a customer: after an exchange, "When will I see my refund?" looked up the order and the
+    # product, then said it had no information (no search was made)
+    user, orders = _two_order_customer(db)
+    history = _identified(user, "I'd like to exchange my speaker for a red one.")
+    for n, order in enumerate(orders, start=3):
+        history += _call("get_order_details", {"order_id": order["order_id"]}, n, json.dumps(order))
+    history.append({"role": "assistant", "content": "Done: order #W1 is now 'exchange requested'."})
+    for question in ("When will I see my refund?", "How long does a refund to my card take?"):
+        assert derive([*history, {"role": "user", "content": question}]).names() == ["search_policies"]
+    # where their order is, or a change asked for, is not a question for the policies alone
+    for request in (
+        "When will my order arrive?",
+        "How soon can you cancel my pending order? I'd like to cancel it.",
+    ):
+        assert derive([*history, {"role": "user", "content": request}]).names() != ["search_policies"]
