@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,6 +111,18 @@ def write_details(
     if name in ("modify_pending_order_items", "exchange_delivered_order_items"):
         text += " This can be done only once, so make sure you listed every item."
     return f"{text} {CONFIRM_SUFFIX}"
+
+
+# An id in a listing followed by the customer's words for it (`write_details` labels): "1125328714 (Ceramic
+# Mug, ...)", "gift_card_3691228 (gift card, ...)"; an order id's "(reason: ...)" is no label
+_LABELLED = re.compile(r"\b(\d{10}|[a-z]+(?:_[a-z]+)*_\d+) \([^()]*\)")
+
+
+def for_model(text: str) -> str:
+    """An assistant message as the behaviour model sees it: a listing without its labels, as the model was
+    trained on it (the labels are for the customer; they lengthen the prompt and are not in the training
+    data: with them in the model's history the dev write tasks fell from 54 to 48 of 68)."""
+    return _LABELLED.sub(r"\1", text) if CONFIRM_SUFFIX in text else text
 
 
 def phrasing_prompt(draft: str) -> str:

@@ -1110,6 +1110,16 @@ def test_an_exchange_offers_only_available_variants_of_the_items_product(
         wanted["item_id"]
     ]
     assert message(events) == f"Done: order {oid} is now 'exchange requested'. Anything else I can help with?"
+    # the model saw the listing as it was trained on it: the ids without the customer's words
+    seen = [
+        m.content
+        for prompt in model.calls
+        for m in prompt
+        if m.role == "assistant" and prompts.CONFIRM_SUFFIX in (m.content or "")
+    ]
+    assert seen and all(
+        text.startswith(f"To confirm, I will exchange items {item['item_id']} of order") for text in seen
+    )
 
 
 def test_a_read_tool_that_raises_is_relayed(tmp_path: Any, db: RetailDatabase, kb: Any) -> None:
