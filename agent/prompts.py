@@ -121,7 +121,7 @@ _LABELLED = re.compile(r"\b(\d{10}|[a-z]+(?:_[a-z]+)*_\d+) \([^()]*\)")
 def for_model(text: str) -> str:
     """An assistant message as the behaviour model sees it: a listing without its labels, as the model was
     trained on it (the labels are for the customer; they lengthen the prompt and are not in the training
-    data: with them in the model's history the dev write tasks fell from 54 to 48 of 68)."""
+    data)."""
     return _LABELLED.sub(r"\1", text) if CONFIRM_SUFFIX in text else text
 
 
