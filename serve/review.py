@@ -16,7 +16,7 @@ from typing import Any
 
 from agent import choices
 from agent.chat_model import ChatMessage, ToolCall
-from agent.prompts import system_prompt
+from agent.prompts import for_model, system_prompt
 from agent.tools import check_arguments
 from finetune.pii import ConversationScrubber
 from specialist.errors import InvalidInput
@@ -26,12 +26,16 @@ MAX_REPLY_CHARS = 4000
 
 
 def transcript_messages(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The system prompt and the agent's history in OpenAI chat form (citations and guard notes dropped)."""
+    """The system prompt and the agent's history in OpenAI chat form, as the model saw it (citations and
+    guard notes dropped, listings without the customer's labels: `agent.prompts.for_model`), so that a
+    transcript trains the model on the text it is prompted with."""
     out: list[dict[str, Any]] = [{"role": "system", "content": system_prompt()}]
     for message in history:
         clean = {k: message[k] for k in _OPENAI_FIELDS if k in message}
         if clean.get("content") is None:
             clean["content"] = ""
+        if clean.get("role") == "assistant" and clean["content"]:
+            clean["content"] = for_model(str(clean["content"]))
         out.append(clean)
     return out
 
