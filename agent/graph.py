@@ -368,10 +368,8 @@ def gate(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     )
     if confirmed:
         return {"proposal": None, "pending": pending}
-    labels = choices.read_facts(
-        messages, user_id=state.get("user_id")
-    ).labels()  # ids in the customer's words
-    details = prompts.write_details(call["name"], arguments, refund=refund or None, labels=labels)
+    facts = choices.read_facts(messages, user_id=state.get("user_id"))  # each id also in the customer's words
+    details = prompts.write_details(call["name"], arguments, refund=refund or None, labels=facts.labels())
     written = _written_this_turn(messages)
     if written:  # the next change of the same request: the customer hears the one just made first
         details = f"{prompts.write_done_line(*written)} {details}"
