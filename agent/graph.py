@@ -115,13 +115,6 @@ def _tools(state: AgentState, ctx: AgentContext) -> SupportTools:
     return SupportTools(crm=ctx.crm, billing=ctx.billing, kb=ctx.kb, session=session)
 
 
-def _for_model(message: dict[str, Any]) -> dict[str, Any]:
-    """A history message as the model sees it (`prompts.for_model`: listings without their labels)."""
-    if message.get("role") != "assistant" or not message.get("content"):
-        return message
-    return {**message, "content": prompts.for_model(str(message["content"]))}
-
-
 def _assistant(text: str, **extra: Any) -> dict[str, Any]:
     return {"role": "assistant", "content": text, **extra}
 
@@ -187,7 +180,7 @@ def decide(state: AgentState, runtime: Runtime[AgentContext]) -> dict[str, Any]:
     matcher = ctx.settings.variant_choice == "matcher"
     possible = choices.derive(history, user_id=state.get("user_id"), variant_matcher=matcher)
     messages = [ChatMessage(role="system", content=prompts.system_prompt())]
-    messages += [ChatMessage.from_openai(_for_model(m)) for m in history]
+    messages += [ChatMessage.from_openai(prompts.for_model_message(m)) for m in history]
     if not possible.actions and not possible.reply_text:  # nothing for the model to choose or say
         return {"steps": steps, "proposal": None, "draft": _reply_text(state, possible, "")}
     try:

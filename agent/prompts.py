@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from agent.variants import ITEM_ID
+
 SYSTEM_PROMPT = (
     "You are the support agent of an online store. Help one customer with their own orders, "
     "profile and our policies.\n"
@@ -115,7 +117,7 @@ def write_details(
 
 # An id in a listing followed by the customer's words for it (`write_details` labels): "1125328714 (Ceramic
 # Mug, ...)", "gift_card_3691228 (gift card, ...)"; an order id's "(reason: ...)" is no label
-_LABELLED = re.compile(r"\b(\d{10}|[a-z]+(?:_[a-z]+)*_\d+) \([^()]*\)")
+_LABELLED = re.compile(rf"({ITEM_ID.pattern}|\b[a-z]+(?:_[a-z]+)*_\d+) \([^()]*\)")
 
 
 def for_model(text: str) -> str:
@@ -123,6 +125,15 @@ def for_model(text: str) -> str:
     trained on it (the labels are for the customer; they lengthen the prompt and are not in the training
     data)."""
     return _LABELLED.sub(r"\1", text) if CONFIRM_SUFFIX in text else text
+
+
+def for_model_message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """A history message (OpenAI form) as the model sees it: an assistant's listing through `for_model`,
+    anything else (the customer's words, tool results) as it is. The graph's prompts and the transcripts
+    that train the model both read history through this."""
+    if message.get("role") != "assistant" or not message.get("content"):
+        return dict(message)
+    return {**message, "content": for_model(str(message["content"]))}
 
 
 def phrasing_prompt(draft: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from agent import choices
 from agent.chat_model import ChatMessage, ToolCall
-from agent.prompts import for_model, system_prompt
+from agent.prompts import for_model_message, system_prompt
 from agent.tools import check_arguments
 from finetune.pii import ConversationScrubber
 from specialist.errors import InvalidInput
@@ -34,9 +34,7 @@ def transcript_messages(history: Sequence[Mapping[str, Any]]) -> list[dict[str, 
         clean = {k: message[k] for k in _OPENAI_FIELDS if k in message}
         if clean.get("content") is None:
             clean["content"] = ""
-        if clean.get("role") == "assistant" and clean["content"]:
-            clean["content"] = for_model(str(clean["content"]))
-        out.append(clean)
+        out.append(for_model_message(clean))
     return out
 
 
