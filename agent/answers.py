@@ -111,7 +111,7 @@ _GENERIC_WORDS = """
     hello thanks thank bit lot kind sort own myself yourself anyway without up out down off over onto
     same single separate multiple several apply applies brand place placed placing
     order orders ordered item items product products purchase purchased buy bought
-    ago now never not totally completely anymore until since
+    ago now never not totally completely anymore until since timing
 """
 # A customer's phrase for a policy's word, rewritten before the words are compared.
 _PHRASES = (
@@ -120,6 +120,9 @@ _PHRASES = (
     (re.compile(r"\bcash out\b"), "cash"),
     (re.compile(r"\b(?:real|live) (?:person|human)\b"), "human"),
     (re.compile(r"\btime ?zone\b"), "time"),
+    # "when will/do/is..." asks for the policy's timing ("When will I see my refund?": "Refund timing");
+    # "when can I..." asks for a condition ("only while its status is pending") and stays as it is
+    (re.compile(r"\bwhen (?=(?:will|would|do|does|did|is|are)\b)"), "timing "),
 )
 # Customers' words for what the policies name otherwise (retail support), each with the policies' words.
 _SYNONYM_TABLE: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -185,6 +188,11 @@ _OVERVIEW = re.compile(
     re.I,
 )
 _POLICY_WORDS = frozenset(["polic", "rule", "term"])
+# A sentence that only sends the reader to another policy ("See the refunds policy for timing.") states no
+# fact: it is never quoted, and its words are not the passage's (the topic it names is the other policy's).
+_POINTER = re.compile(
+    r"^(?:see|refer to|read|check) (?:the|our) [\w' -]{0,40}?polic(?:y|ies)\b[^.;:]*[.!]?$", re.I
+)
 
 
 class Embedder(Protocol):
@@ -522,12 +530,14 @@ class PolicyAnswerer:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        sentences = policy_sentences(text)
+        sentences = [s for s in policy_sentences(text) if not _POINTER.match(s)]
+        headings = [line.lstrip("# ") for line in text.splitlines() if line.lstrip().startswith("#")]
+        stated = " ".join([*headings, *sentences])
         # Under its heading a sentence keeps its subject ("Balance and expiry: ... do not expire").
         inputs = [f"{heading}: {s}" if heading else s for s in sentences]
         vectors = self.embedder.embed_documents(inputs) if inputs else []
-        words = frozenset(w for w in _words(f"{heading} {text}") if len(w) > 2)
-        embedded = _Embedded(sentences, vectors, frozenset(_terms(f"{heading} {text}")), heading, words)
+        words = frozenset(w for w in _words(f"{heading} {stated}") if len(w) > 2)
+        embedded = _Embedded(sentences, vectors, frozenset(_terms(f"{heading} {stated}")), heading, words)
         with self._lock:
             self._cache[key] = embedded
             if len(self._cache) > self._cache_size:

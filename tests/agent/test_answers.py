@@ -138,6 +138,18 @@ def test_a_paraphrase_in_the_customers_words_is_answered(
     assert any(label.startswith(doc) for label in answer.labels)
 
 
+def test_a_question_of_when_is_answered_by_the_timing_not_by_a_pointer_to_it(
+    policies: Any, answerer: PolicyAnswerer
+) -> None:
+    # Returns says "See the refunds policy for timing.": a sentence naming the topic without its fact, which
+    # outscored the Refund timing section and was quoted as the answer.
+    question = "When will I see my refund?"
+    answer = answerer.answer(question, _passages(policies[0], question))
+    assert answer is not None and "5 to 7 business days" in answer.text
+    assert "See the refunds policy" not in answer.text
+    assert any(label.startswith("refunds-and-payment-") for label in answer.labels)
+
+
 def test_an_edited_policy_changes_the_next_answer(policies: Any, answerer: PolicyAnswerer) -> None:
     kb, ingestor, folder = policies
     question = "How many days after delivery can I still return something?"
