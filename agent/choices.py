@@ -1273,6 +1273,10 @@ def _asked_for(name: str, request: str) -> bool:
         return bool(_ITEM_SWAP.search(request)) or _product_words(request)
     if name == "modify_pending_order_address" and _PROFILE_ADDRESS.search(request):
         return bool(_ORDER_WORD.search(request))  # "change my default address to ...": the profile's
+    if name == "modify_pending_order_payment":
+        # "pay the difference with my gift card", "refunded to my credit card": how another change is
+        # settled, not a new payment method for the order
+        return bool(WRITE_CUES[name].search(_SETTLEMENT.sub(" ", request)))
     return True
 
 
@@ -1284,6 +1288,12 @@ _PROFILE_ADDRESS = re.compile(
     re.I,
 )
 _ORDER_WORD = re.compile(r"\border|\bship|\bpackage|\bparcel|\bdeliver", re.I)
+# How a swap's price difference or a refund is settled: the rest of that sentence names its payment method.
+_SETTLEMENT = re.compile(
+    r"\b(?:(?:pay|charge|cover|settle)\w*\s+(?:for\s+)?(?:the\s+|any\s+)?)?(?:price\s+)?difference\b[^.!?]*"
+    r"|\brefund\w*\b[^.!?]*",
+    re.I,
+)
 
 
 def writable_orders(

@@ -1075,6 +1075,24 @@ def test_a_payment_named_first_with_a_fallback_is_used_until_billing_refuses_it(
         assert again.admits(pay(paypal)) and not again.admits(pay(gift))
 
 
+def test_paying_a_swaps_difference_with_a_card_asks_for_no_payment_change(db: RetailDatabase) -> None:
+    data = db.export()
+    user, order = next(
+        ({**data["users"][o["user_id"]], "user_id": o["user_id"]}, o)
+        for o in data["orders"].values()
+        if o["status"] == "pending" and len(data["users"][o["user_id"]]["payment_methods"]) > 1
+    )
+    lookup = _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    settled = _identified(
+        user,
+        f"I want to upgrade the items of order {order['order_id']} to their most expensive versions. "
+        "I'd like to pay the difference with my gift card, or PayPal if that isn't possible.",
+    )
+    assert derive(settled + lookup).action("modify_pending_order_payment") is None
+    asked = _identified(user, f"Please change the payment method of order {order['order_id']} to my PayPal.")
+    assert derive(asked + lookup).action("modify_pending_order_payment") is not None
+
+
 def test_the_new_item_can_be_the_same_products_item_on_another_order() -> None:
     def order(oid: str, status: str, item_id: str) -> dict[str, Any]:
         item = {"name": "Garden Hose", "item_id": item_id, "product_id": "p1", "options": {"length": item_id}}
