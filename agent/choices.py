@@ -337,6 +337,17 @@ _read_key = call_key
 
 
 _ADDRESS_WRITES = frozenset(["modify_pending_order_address", "modify_user_address"])
+# The writes on an order (the profile's address is not one): "all my orders" asks for each of them.
+_ORDER_WRITES = frozenset(
+    [
+        "cancel_pending_order",
+        "return_delivered_order_items",
+        "exchange_delivered_order_items",
+        "modify_pending_order_items",
+        "modify_pending_order_address",
+        "modify_pending_order_payment",
+    ]
+)
 _NOT_NOW = re.compile(r"\b(?:not yet|wait|hold on|hang on|later|a (?:moment|minute|second))\b", re.I)
 
 
@@ -849,6 +860,12 @@ def derive(
             or any(_KINDS.get(a.name) in left for a in actions)
             or ("items" in left and _swap_needs_product(facts, actions))
         ):
+            reply = False
+    # "Change the address of all my pending orders": one such write done, the same write possible now on
+    # another order (a changed order is no longer among its values) is the rest of the request, not a reply.
+    if guided and facts.done and _ALL_OF.search(request):
+        made = {c.name for c in facts.done}
+        if any(a.name in made and a.name in _ORDER_WRITES for a in actions):
             reply = False
     if status_only and reply and reply_text and not _POLICY_QUESTION.search(request):
         asked = _status_asked(facts, request)

@@ -923,6 +923,40 @@ def test_no_hand_off_while_an_order_that_may_hold_the_item_is_not_looked_up(db: 
     assert any(a.name == "return_delivered_order_items" for a in possible.actions) and possible.reply
 
 
+def test_a_change_asked_for_all_orders_goes_on_to_the_next_order_after_each_write(db: RetailDatabase) -> None:
+    data = db.export()
+    user = next(
+        {**u, "user_id": uid}
+        for uid, u in data["users"].items()
+        if sum(data["orders"][o]["status"] == "pending" for o in u["orders"]) >= 2
+    )
+    orders = [data["orders"][o] for o in user["orders"]]
+    history = _identified(
+        user,
+        "Please change the shipping address of all my pending orders to 445 Maple Drive, Suite 394, "
+        "Fort Worth, TX 76165, USA.",
+    )
+    for n, order in enumerate(orders):
+        history += _call("get_order_details", {"order_id": order["order_id"]}, 10 + n, json.dumps(order))
+    new = {"address1": "445 Maple Drive", "address2": "Suite 394", "city": "Fort Worth", "state": "TX"}
+    new |= {"country": "USA", "zip": "76165"}
+    first, second = [o for o in orders if o["status"] == "pending"][:2]
+    assert derive(history).admits(_move(first, **new))
+    history += _listed(_move(first, **new), 40)
+    history.append({"role": "user", "content": "yes"})
+    history += _call(
+        "modify_pending_order_address",
+        _move(first, **new).arguments,
+        41,
+        json.dumps({**first, "address": new}),
+    )
+    possible = derive(history)
+    assert possible.admits(_move(second, **new)) and not possible.admits(_move(first, **new))
+    assert not possible.reply  # a reply now would leave the other pending orders where they were going
+    one = [{**history[0], "content": history[0]["content"].replace("all my pending orders", "my order")}]
+    assert derive([*one, *history[1:]]).reply  # a change asked for one order: done, the reply says so
+
+
 def test_an_order_named_by_its_digits_alone_is_looked_up_first(db: RetailDatabase) -> None:
     user, orders = _two_order_customer(db)
     digits = orders[-1]["order_id"].removeprefix("#W")
