@@ -829,9 +829,18 @@ def derive(
             for a in actions
         )
     )
+    # "upgrade all my items to ...": a swap of every item of an order waits on each of their products
+    swap_waits = guided and not can_write and _all_items_wait_on_products(facts, actions, request)
     if (
         not guided
-        or (looked_into and not status_only and not searchable and not can_write and not can_look)
+        or (
+            looked_into
+            and not status_only
+            and not searchable
+            and not can_write
+            and not can_look
+            and not swap_waits
+        )
         or facts.turn_failed
         or asked_for_person
     ):
@@ -848,6 +857,8 @@ def derive(
     # reply now would leave the request undone ("I don't have that information" to a repeated request).
     proposed = any(t in WRITE_CUES for t in facts.turn_tools)
     if guided and can_look and not can_write and not proposed and _ANY_WRITE_CUE.search(latest):
+        reply = False
+    if swap_waits and not proposed:  # the products first, then the swap: a reply now would leave it undone
         reply = False
     # A write done in this turn and the request asks for a kind of change not made yet ("return the tablet
     # and cancel the charger") or for all items: while such a write is possible now, or an order of theirs
@@ -955,6 +966,27 @@ def _swap_needs_product(facts: Facts, actions: Sequence[Action]) -> bool:
         if str(i["item_id"]) in focus and str(i.get("product_id")) not in facts.products
     }
     return bool(wanted & offered)
+
+
+def _all_items_wait_on_products(facts: Facts, actions: Sequence[Action], request: str) -> bool:
+    """Whether the request asks to swap all items ("upgrade all my items", "exchange everything") and a
+    product of an item on an order in a status that allows a swap is still to look up, its lookup possible
+    now."""
+    if not _ALL_ITEMS.search(request) or not any(
+        WRITE_CUES[n].search(request) and _asked_for(n, request) for n in _ITEM_WRITES
+    ):
+        return False
+    lookup = next((a for a in actions if a.name == "get_product_details"), None)
+    if lookup is None or not lookup.slots:
+        return False
+    waiting = {
+        str(i.get("product_id"))
+        for o in facts.orders.values()
+        if _status(o) in ("pending", "delivered")
+        for i in _items(o)
+        if str(i.get("product_id")) not in facts.products
+    }
+    return bool(waiting & set(lookup.slots[0].values))
 
 
 def _orders_holding(facts: Facts, item_ids: Collection[str]) -> set[str]:

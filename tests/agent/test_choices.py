@@ -957,6 +957,28 @@ def test_a_change_asked_for_all_orders_goes_on_to_the_next_order_after_each_writ
     assert derive([*one, *history[1:]]).reply  # a change asked for one order: done, the reply says so
 
 
+def test_a_swap_of_all_items_looks_up_each_product_before_a_reply_or_a_hand_off(db: RetailDatabase) -> None:
+    data = db.export()
+    order = next(
+        o
+        for o in data["orders"].values()
+        if o["status"] == "pending"
+        and len({i["product_id"] for i in o["items"]}) >= 2
+        and data["users"][o["user_id"]]["orders"] == [o["order_id"]]
+    )
+    user = {**data["users"][order["user_id"]], "user_id": order["user_id"]}
+    history = _identified(user, "I want to upgrade all my items to their most expensive versions.")
+    history += _call("get_order_details", {"order_id": order["order_id"]}, 3, json.dumps(order))
+    first, *rest = dict.fromkeys(i["product_id"] for i in order["items"])
+    product = data["products"][first]
+    history += _call("get_product_details", {"product_id": first}, 4, json.dumps(product))
+    possible = derive(history)
+    assert "transfer_to_human_agents" not in possible.names() and not possible.reply
+    assert possible.admits(ToolCall("get_product_details", {"product_id": rest[0]}))
+    one = [{**history[0], "content": history[0]["content"].replace("all my items", "my order")}]
+    assert derive([*one, *history[1:]]).reply  # not about all items: the swap is possible as it stands
+
+
 def test_an_order_named_by_its_digits_alone_is_looked_up_first(db: RetailDatabase) -> None:
     user, orders = _two_order_customer(db)
     digits = orders[-1]["order_id"].removeprefix("#W")
