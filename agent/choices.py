@@ -338,16 +338,7 @@ _read_key = call_key
 
 _ADDRESS_WRITES = frozenset(["modify_pending_order_address", "modify_user_address"])
 # The writes on an order (the profile's address is not one): "all my orders" asks for each of them.
-_ORDER_WRITES = frozenset(
-    [
-        "cancel_pending_order",
-        "return_delivered_order_items",
-        "exchange_delivered_order_items",
-        "modify_pending_order_items",
-        "modify_pending_order_address",
-        "modify_pending_order_payment",
-    ]
-)
+_ORDER_WRITES = WRITE_TOOLS - {"modify_user_address"}
 _NOT_NOW = re.compile(r"\b(?:not yet|wait|hold on|hang on|later|a (?:moment|minute|second))\b", re.I)
 
 
