@@ -258,6 +258,12 @@ def policy_sentences(text: str) -> list[str]:
     return sentences
 
 
+def _stated_sentences(text: str) -> list[str]:
+    """The passage's sentences that state something: `policy_sentences` less those that only point to
+    another policy (`_POINTER`), the only sentences an answer quotes."""
+    return [s for s in policy_sentences(text) if not _POINTER.match(s)]
+
+
 def _clean(text: str) -> str:
     return " ".join(_EMPHASIS.sub("", _LINK.sub(r"\1", text)).split())
 
@@ -445,7 +451,7 @@ class PolicyAnswerer:
             if (doc and doc_id != doc) or not all(_found(t, title_terms) for t in topics):
                 continue
             doc = doc_id
-            sentences = policy_sentences(str(passage.get("text", "")))
+            sentences = _stated_sentences(str(passage.get("text", "")))
             if sentences and all(c.sentence != sentences[0] for c in chosen):
                 heading = self._heading(passage)
                 chosen.append(Candidate(sentences[0], label, rank, 0, doc_id, heading, score=1.0))
@@ -530,7 +536,7 @@ class PolicyAnswerer:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return hit
-        sentences = [s for s in policy_sentences(text) if not _POINTER.match(s)]
+        sentences = _stated_sentences(text)
         headings = [line.lstrip("# ") for line in text.splitlines() if line.lstrip().startswith("#")]
         stated = " ".join([*headings, *sentences])
         # Under its heading a sentence keeps its subject ("Balance and expiry: ... do not expire").

@@ -945,10 +945,6 @@ _RETURNS = frozenset(["return_delivered_order_items"])
 def _swap_needs_product(facts: Facts, actions: Sequence[Action]) -> bool:
     """Whether an item named for a swap waits on its product's lookup, and that lookup is possible now (the
     swap itself then follows: "change the laptop ..., and my watch to one with a black dial")."""
-    lookup = next((a for a in actions if a.name == "get_product_details"), None)
-    if lookup is None:
-        return False
-    offered = set(lookup.slots[0].values) if lookup.slots else set()
     focus = item_focus(facts, "swap")
     wanted = {
         str(i.get("product_id"))
@@ -956,7 +952,13 @@ def _swap_needs_product(facts: Facts, actions: Sequence[Action]) -> bool:
         for i in _items(o)
         if str(i["item_id"]) in focus and str(i.get("product_id")) not in facts.products
     }
-    return bool(wanted & offered)
+    return _product_lookup_offered(actions, wanted)
+
+
+def _product_lookup_offered(actions: Sequence[Action], wanted: Collection[str]) -> bool:
+    """Whether a product lookup possible now is of one of the `wanted` products."""
+    lookup = next((a for a in actions if a.name == "get_product_details"), None)
+    return lookup is not None and bool(lookup.slots) and bool(set(wanted) & set(lookup.slots[0].values))
 
 
 def _all_items_wait_on_products(facts: Facts, actions: Sequence[Action], request: str) -> bool:
@@ -967,9 +969,6 @@ def _all_items_wait_on_products(facts: Facts, actions: Sequence[Action], request
         WRITE_CUES[n].search(request) and _asked_for(n, request) for n in _ITEM_WRITES
     ):
         return False
-    lookup = next((a for a in actions if a.name == "get_product_details"), None)
-    if lookup is None or not lookup.slots:
-        return False
     waiting = {
         str(i.get("product_id"))
         for o in facts.orders.values()
@@ -977,7 +976,7 @@ def _all_items_wait_on_products(facts: Facts, actions: Sequence[Action], request
         for i in _items(o)
         if str(i.get("product_id")) not in facts.products
     }
-    return bool(waiting & set(lookup.slots[0].values))
+    return _product_lookup_offered(actions, waiting)
 
 
 def _orders_holding(facts: Facts, item_ids: Collection[str]) -> set[str]:
